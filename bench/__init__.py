@@ -1,0 +1,1 @@
+"""The lfubench harness: complexity, latency and memory, data, metrics, training, evaluation."""

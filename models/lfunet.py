@@ -1,0 +1,212 @@
+"""LFU-Net (Deng et al., Current Medical Imaging 2023, "LFU-Net: A Lightweight U-Net with
+Full Skip Connections for Medical Image Segmentation").
+
+The layout follows the authors' code (dengdy22/U-Nets, file ``LFU-Net``). Nodes sit on the
+UNet++ grid: encoder ``x{i}_0`` with widths ``n * 2**i``, decoder nodes ``x{i}_{j}``
+(j >= 1, i + j <= 4) all ``n`` channels wide. Every skip passes through a 3x3 grouped
+*transition* convolution to ``n`` channels. Node ``x{i}_{j}`` concatenates, in this order:
+
+1. the shallower encoder nodes ``x{k}_0`` (k < i), max-pooled by ``2**(i-k)``
+   -- transition ``zp{k}``;
+2. its own level's encoder node ``x{i}_0`` -- transition ``p{i}``;
+3. the earlier nodes of its row ``x{i}_{m}`` (1 <= m < j) -- transition ``zp0``;
+4. the deeper nodes on its anti-diagonal ``x{i+m}_{j-m}`` for m = j .. 1, bilinearly
+   upsampled by ``2**m``; the nearest (m = 1) through ``p{c}``, the others through
+   ``zp{c}``, where ``c`` is the source's width level (its row for an encoder node, 0 for a
+   decoder node).
+
+As in the authors' code, the ten transitions ``p0..p4`` and ``zp0..zp4`` are shared by all
+skips that use them, and one 1x1 head is shared by all deep-supervision outputs; the
+output at level k is the mean of the heads on ``x0_1 .. x0_k``.
+
+Two departures from the authors' forward, neither changing any output bit:
+
+- a model built with ``prune_level=k`` holds and computes only the level-k sub-network
+  (the authors' forward computes every node whatever output is used);
+- each distinct transition output (same conv, same source, same resampling) is computed
+  once and reused; the authors recompute it for every node that uses it (for example
+  ``p0(x0_0)`` four times). Setting ``model.dedupe = False`` restores the authors' order
+  of work, for verification.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ._registry import register_model
+from .blocks import (
+    DoubleConv,
+    SegmentationNet,
+    check_choice,
+    check_positive,
+    downsample,
+    stage_widths,
+    upsample,
+)
+
+PRUNE_LEVELS = (1, 2, 3, 4)
+SKIP_MODES = ("full", "nested")
+
+
+class Skip(NamedTuple):
+    """One skip into a decoder node: source node, resampling and transition conv key."""
+
+    source: tuple[int, int]
+    op: str  # "none", "down" or "up"
+    factor: int
+    transition: str
+
+
+def _node(i: int, j: int) -> str:
+    return f"x{i}_{j}"
+
+
+def node_skips(i: int, j: int, skip_mode: str = "full", share_transitions: bool = True) -> list[Skip]:
+    """The skips of decoder node ``x{i}_{j}`` in concatenation order."""
+    edges: list[tuple[tuple[int, int], str, int, str, int]] = []  # source, op, factor, set, level
+    if skip_mode == "full":
+        edges += [((k, 0), "down", 2 ** (i - k), "zp", k) for k in range(i)]
+    edges.append(((i, 0), "none", 1, "p", i))
+    edges += [((i, m), "none", 1, "zp", 0) for m in range(1, j)]
+    deeper = range(j, 0, -1) if skip_mode == "full" else [1]
+    for m in deeper:
+        src = (i + m, j - m)
+        level = src[0] if src[1] == 0 else 0
+        edges.append((src, "up", 2**m, "p" if m == 1 else "zp", level))
+    if share_transitions:
+        return [Skip(s, op, f, f"{t}{lv}") for s, op, f, t, lv in edges]
+    return [Skip(s, op, f, f"{_node(*s)}_to_{_node(i, j)}") for s, op, f, _, _ in edges]
+
+
+def level_nodes(level: int) -> list[tuple[int, int]]:
+    """Decoder nodes of the level-``level`` sub-network in the authors' compute order."""
+    return [(i, k - i) for k in range(1, level + 1) for i in range(k - 1, -1, -1)]
+
+
+class LFUNet(SegmentationNet):
+    """LFU-Net: a narrow U-Net with grouped convolutions, full skip connections through shared
+    transition convolutions, deep supervision and depth pruning.
+
+    Args:
+        in_channels: input channels. Defaults to 3 (2.5D CT, as the authors' model).
+        num_classes: output channels (logits). Defaults to 3.
+        base_width: width ``n`` of the first stage and of every decoder node; encoder widths
+            ``n * (1, 2, 4, 8, 16)``. Must be divisible by ``groups``. Defaults to 8.
+        groups: groups of every 3x3 convolution except the first (which sees the raw input).
+            ``groups=1`` gives dense convolutions. Defaults to 8.
+        deep_supervision: heads on ``x0_1 .. x0_k`` (all returned by ``forward_heads``);
+            otherwise only the head on ``x0_k``. Defaults to True.
+        prune_level: depth ``k`` in 1..4 of the sub-network that is built and computed.
+            Defaults to 4.
+        skip_mode: ``"full"`` (the paper's full skip connections) or ``"nested"``
+            (UNet++-style skips only: own-level encoder, earlier row nodes and the
+            upsampled node below). Defaults to ``"full"``.
+        share_transitions: share one transition conv per (kind, source width) as the
+            authors do; ``False`` gives every skip its own. Defaults to True.
+        head_merge: ``"mean"`` (mean of the heads, the authors' output) or ``"last"``.
+            Defaults to ``"mean"``.
+
+    Input ``(B, in_channels, H, W)`` with H and W divisible by 16; output
+    ``(B, num_classes, H, W)``. Weights load from a full model of the same configuration
+    with :meth:`load_from_full`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 3,
+        base_width: int = 8,
+        groups: int = 8,
+        deep_supervision: bool = True,
+        prune_level: int = 4,
+        skip_mode: str = "full",
+        share_transitions: bool = True,
+        head_merge: str = "mean",
+    ) -> None:
+        super().__init__()
+        self._model_name = "lfunet"
+        check_positive(
+            "lfunet", in_channels=in_channels, num_classes=num_classes, base_width=base_width, groups=groups
+        )
+        if base_width % groups:
+            raise ValueError(f"lfunet: base_width {base_width} is not divisible by groups {groups}")
+        check_choice("lfunet", "prune_level", prune_level, PRUNE_LEVELS)
+        check_choice("lfunet", "skip_mode", skip_mode, SKIP_MODES)
+        check_choice("lfunet", "head_merge", head_merge, ("last", "mean"))
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.deep_supervision, self.prune_level, self.head_merge = deep_supervision, prune_level, head_merge
+        self.dedupe = True
+        n, g = base_width, groups
+        w = stage_widths(n)
+        self.encoder = nn.ModuleDict(
+            {_node(i, 0): DoubleConv(in_channels if i == 0 else w[i - 1], w[i], g, first_groups=g if i else 1)
+             for i in range(prune_level + 1)}
+        )
+        self.nodes = level_nodes(prune_level)
+        self.skips = {
+            node: node_skips(*node, skip_mode=skip_mode, share_transitions=share_transitions)
+            for node in self.nodes
+        }
+        self.decoder = nn.ModuleDict(
+            {_node(*node): DoubleConv(len(self.skips[node]) * n, n, g) for node in self.nodes}
+        )
+        width = {}  # transition key -> input width, in order of first use
+        for node in self.nodes:
+            for s in self.skips[node]:
+                width.setdefault(s.transition, w[s.source[0]] if s.source[1] == 0 else n)
+        self.transitions = nn.ModuleDict(
+            {key: nn.Conv2d(c, n, 3, padding=1, groups=g) for key, c in width.items()}
+        )
+        self.head = nn.Conv2d(n, num_classes, 1)
+
+    def _skip_input(self, s: Skip, out: dict, cache: dict | None) -> torch.Tensor:
+        def resampled() -> torch.Tensor:
+            x = out[s.source]
+            if s.op == "down":
+                return downsample(x, s.factor)
+            if s.op == "up":
+                return upsample(x, s.factor)
+            return x
+
+        if cache is None:  # the authors' order: every skip computed afresh
+            return self.transitions[s.transition](resampled())
+        key = (s.transition, s.source, s.op, s.factor)
+        if key not in cache:
+            rkey = (s.source, s.op, s.factor)
+            if rkey not in cache:
+                cache[rkey] = resampled()
+            cache[key] = self.transitions[s.transition](cache[rkey])
+        return cache[key]
+
+    def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
+        self.check_input(x)
+        out = {(0, 0): self.encoder["x0_0"](x)}
+        cache: dict | None = {} if self.dedupe else None
+        for node in self.nodes:
+            i, j = node
+            if (i + j, 0) not in out:
+                out[i + j, 0] = self.encoder[_node(i + j, 0)](downsample(out[i + j - 1, 0], 2))
+            parts = [self._skip_input(s, out, cache) for s in self.skips[node]]
+            out[node] = self.decoder[_node(*node)](torch.cat(parts, 1))
+        levels = range(1, self.prune_level + 1) if self.deep_supervision else [self.prune_level]
+        return [self.head(out[0, k]) for k in levels]
+
+
+@register_model
+def lfunet(**kwargs) -> LFUNet:
+    """LFU-Net, width 8, 8 groups, full skips, deep supervision, level 4."""
+    return LFUNet(**kwargs)
+
+
+@register_model
+def lfunet_deng2023(in_channels: int = 3, num_classes: int = 1, **kwargs) -> LFUNet:
+    """LFU-Net of the authors' code (dengdy22/U-Nets, ``LFU-Net``): width 8, 8 groups, full
+    shared skips, output the mean of the four heads. Their ``cfg`` is missing, so 3 input
+    channels (their first conv) and 1 class: 47,849 parameters.
+    """
+    model = LFUNet(in_channels=in_channels, num_classes=num_classes, **kwargs)
+    model._model_name = "lfunet_deng2023"
+    return model

@@ -1,0 +1,107 @@
+"""UNet 3+ (Huang et al., ICASSP 2020, "UNet 3+: A Full-Scale Connected UNet for Medical
+Image Segmentation").
+
+Encoder nodes ``x{i}_0`` (i = 0..4); decoder nodes ``x{i}_{4-i}`` (i = 3..0, the paper's
+X_De^4 .. X_De^1). Every decoder node fuses five full-scale branches: the shallower encoder
+nodes max-pooled down, the encoder node of its own level, and the deeper decoder nodes (and
+the bottom encoder node) bilinearly upsampled; each branch is a 3x3 conv-BN-ReLU to
+``base_width`` channels, the fusion a 3x3 conv-BN-ReLU on ``5 * base_width`` channels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._registry import register_model
+from .blocks import ConvBNReLU, DoubleConv, SegmentationNet, check_positive, stage_widths, upsample
+
+
+def _name(i: int) -> str:
+    return f"x{i}_{4 - i}" if i < 4 else "x4_0"
+
+
+class UNet3Plus(SegmentationNet):
+    """UNet 3+ with full-scale skip connections (no deep supervision, no classification-guided
+    module).
+
+    Args:
+        in_channels: input channels. Defaults to 3.
+        num_classes: output channels (logits). Defaults to 3.
+        base_width: first stage width; stages ``base_width * (1, 2, 4, 8, 16)``, branch width
+            ``base_width``, decoder width ``5 * base_width``. Defaults to 64 as in the paper.
+        align_corners: ``align_corners`` of the bilinear upsampling. Defaults to True (as
+            every lfubench family); the authors' code leaves PyTorch's default (False).
+
+    Input ``(B, in_channels, H, W)`` with H and W divisible by 16; output
+    ``(B, num_classes, H, W)`` from a 3x3 output convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 3,
+        base_width: int = 64,
+        align_corners: bool = True,
+    ) -> None:
+        super().__init__()
+        self._model_name = "unet3p"
+        check_positive("unet3p", in_channels=in_channels, num_classes=num_classes, base_width=base_width)
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.align_corners = align_corners
+        w = stage_widths(base_width)
+        cat, up_ch = base_width, 5 * base_width
+        self.encoder = nn.ModuleDict(
+            {f"x{i}_0": DoubleConv(in_channels if i == 0 else w[i - 1], w[i]) for i in range(5)}
+        )
+        self.branch = nn.ModuleDict()
+        self.fuse = nn.ModuleDict()
+        for d in range(3, -1, -1):
+            for s in range(5):
+                src_ch = w[s] if s <= d or s == 4 else up_ch
+                self.branch[f"{_name(s) if s > d else f'x{s}_0'}_to_{_name(d)}"] = ConvBNReLU(src_ch, cat)
+            self.fuse[_name(d)] = ConvBNReLU(up_ch, up_ch)
+        self.head = nn.Conv2d(up_ch, num_classes, 3, padding=1)
+
+    def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
+        self.check_input(x)
+        enc = [self.encoder["x0_0"](x)]
+        for i in range(1, 5):
+            enc.append(self.encoder[f"x{i}_0"](nn.functional.max_pool2d(enc[-1], 2)))
+        dec = {4: enc[4]}
+        for d in range(3, -1, -1):
+            parts = []
+            for s in range(5):
+                if s < d:
+                    f = 2 ** (d - s)
+                    src = nn.functional.max_pool2d(enc[s], f, f, ceil_mode=True)
+                elif s == d:
+                    src = enc[d]
+                else:
+                    src = upsample(dec[s], 2 ** (s - d), self.align_corners)
+                key = f"{_name(s) if s > d else f'x{s}_0'}_to_{_name(d)}"
+                parts.append(self.branch[key](src))
+            dec[d] = self.fuse[_name(d)](torch.cat(parts, 1))
+        return [self.head(dec[0])]
+
+
+@register_model
+def unet3p(**kwargs) -> UNet3Plus:
+    """UNet 3+ with conv-BN-ReLU blocks and bilinear upsampling (align_corners=True), width 64."""
+    return UNet3Plus(**kwargs)
+
+
+@register_model
+def unet3p_huang2020(in_channels: int = 3, num_classes: int = 1, **kwargs) -> UNet3Plus:
+    """UNet 3+ of the authors' code (``UNet_3Plus`` in ZJUGiveLab/UNet-Version).
+
+    Widths 64..1024, branch width 64, decoder width 320, bilinear upsampling with
+    ``align_corners=False``, 3x3 output conv; defaults 3 input channels and 1 class as there:
+    26,971,777 parameters. The authors' forward ends in a sigmoid; this one returns the
+    logits before it.
+    """
+    cfg = dict(base_width=64, align_corners=False)
+    cfg.update(kwargs)
+    model = UNet3Plus(in_channels=in_channels, num_classes=num_classes, **cfg)
+    model._model_name = "unet3p_huang2020"
+    return model

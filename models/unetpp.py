@@ -1,0 +1,121 @@
+"""UNet++ (Zhou et al., DLMIA 2018, "UNet++: A Nested U-Net Architecture for Medical Image
+Segmentation"; TMI 2019, "UNet++: Redesigning Skip Connections ...").
+
+Nodes are named by their grid position ``x{i}_{j}``: row ``i`` is the resolution level
+(i = 0 is full resolution), column ``j`` the position along the nested skip pathway. The
+level-k sub-network holds the nodes with ``i + j <= k``; its output head sits on ``x0_k``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._registry import register_model
+from .blocks import DoubleConv, SegmentationNet, Up, check_choice, check_positive, stage_widths
+
+PRUNE_LEVELS = (1, 2, 3, 4)
+
+
+def level_nodes(level: int) -> list[tuple[int, int]]:
+    """Decoder nodes ``(i, j)`` (j >= 1) of the level-``level`` sub-network, in compute order."""
+    return [(i, k - i) for k in range(1, level + 1) for i in range(k - 1, -1, -1)]
+
+
+class UNetPlusPlus(SegmentationNet):
+    """UNet++ with nested dense skip pathways, deep supervision and depth pruning.
+
+    Args:
+        in_channels: input channels. Defaults to 3.
+        num_classes: output channels (logits). Defaults to 3.
+        base_width: first stage width; stages ``base_width * (1, 2, 4, 8, 16)``. Defaults to 32.
+        deep_supervision: one 1x1 head per level (``x0_1`` .. ``x0_k``), all returned by
+            ``forward_heads``; otherwise only the head of ``x0_k``. Defaults to True.
+        prune_level: depth ``k`` in 1..4 of the sub-network that is built and computed;
+            the model holds only the nodes with ``i + j <= k``. Defaults to 4.
+        head_merge: what ``model(x)`` returns with several heads: ``"last"`` (the level-k
+            head, the paper's fast mode) or ``"mean"`` (the mean of all heads, accurate
+            mode). Defaults to ``"last"``.
+        norm: batch norm after every 3x3 convolution. Defaults to True.
+        dropout: dropout probability after every ReLU. Defaults to 0.
+        up_mode: ``"bilinear"`` or ``"deconv"`` (2x2 transposed conv to the row's width).
+            Defaults to ``"bilinear"``.
+
+    Node ``x{i}_{j}`` concatenates ``up(x{i+1}_{j-1})`` (first) with ``x{i}_0 .. x{i}_{j-1}``.
+    Input ``(B, in_channels, H, W)`` with H and W divisible by 16; output
+    ``(B, num_classes, H, W)``. Weights load from a full model with :meth:`load_from_full`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 3,
+        base_width: int = 32,
+        deep_supervision: bool = True,
+        prune_level: int = 4,
+        head_merge: str = "last",
+        norm: bool = True,
+        dropout: float = 0.0,
+        up_mode: str = "bilinear",
+    ) -> None:
+        super().__init__()
+        self._model_name = "unetpp"
+        check_positive("unetpp", in_channels=in_channels, num_classes=num_classes, base_width=base_width)
+        check_choice("unetpp", "prune_level", prune_level, PRUNE_LEVELS)
+        check_choice("unetpp", "head_merge", head_merge, ("last", "mean"))
+        check_choice("unetpp", "up_mode", up_mode, ("bilinear", "deconv"))
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.deep_supervision, self.prune_level, self.head_merge = deep_supervision, prune_level, head_merge
+        w = stage_widths(base_width)
+        unit = dict(norm=norm, dropout=dropout)
+        self.encoder = nn.ModuleDict(
+            {f"x{i}_0": DoubleConv(in_channels if i == 0 else w[i - 1], w[i], **unit)
+             for i in range(prune_level + 1)}
+        )
+        self.up = nn.ModuleDict()
+        self.decoder = nn.ModuleDict()
+        for i, j in level_nodes(prune_level):
+            name = f"x{i}_{j}"
+            self.up[name] = Up(w[i + 1], w[i], up_mode)
+            self.decoder[name] = DoubleConv(self.up[name].out_channels + j * w[i], w[i], **unit)
+        levels = range(1, prune_level + 1) if deep_supervision else [prune_level]
+        self.heads = nn.ModuleDict({f"l{k}": nn.Conv2d(w[0], num_classes, 1) for k in levels})
+
+    def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
+        self.check_input(x)
+        k = self.prune_level
+        nodes: dict[tuple[int, int], torch.Tensor] = {(0, 0): self.encoder["x0_0"](x)}
+        for i in range(1, k + 1):
+            nodes[i, 0] = self.encoder[f"x{i}_0"](nn.functional.max_pool2d(nodes[i - 1, 0], 2))
+            for r in range(i - 1, -1, -1):  # the nodes of sub-network i, deepest first
+                c = i - r
+                name = f"x{r}_{c}"
+                inputs = [self.up[name](nodes[r + 1, c - 1])] + [nodes[r, m] for m in range(c)]
+                nodes[r, c] = self.decoder[name](torch.cat(inputs, 1))
+        return [self.heads[key](nodes[0, int(key[1:])]) for key in self.heads]
+
+
+@register_model
+def unetpp(**kwargs) -> UNetPlusPlus:
+    """UNet++ with the harmonised blocks (conv-BN-ReLU, bilinear upsampling), width 32."""
+    return UNetPlusPlus(**kwargs)
+
+
+@register_model
+def unetpp_zhou2018(
+    in_channels: int = 1, num_classes: int = 1, deep_supervision: bool = False, **kwargs
+) -> UNetPlusPlus:
+    """UNet++ of the authors' Keras code (``Nest_Net`` in MrGiovanni/UNetPlusPlus).
+
+    Widths 32..512, no batch norm, dropout 0.5 after every ReLU, 2x2 transposed-conv
+    upsampling in every node, one 1x1 head per level; defaults 1 input channel, 1 class and
+    deep supervision off as there: 9,041,601 parameters (9,041,700 with deep supervision).
+    The Keras heads end in a sigmoid; these return the logits before it.
+    """
+    cfg = dict(base_width=32, norm=False, dropout=0.5, up_mode="deconv")
+    cfg.update(kwargs)
+    model = UNetPlusPlus(
+        in_channels=in_channels, num_classes=num_classes, deep_supervision=deep_supervision, **cfg
+    )
+    model._model_name = "unetpp_zhou2018"
+    return model

@@ -1,0 +1,50 @@
+"""nox sessions for lfubench: tests, lint (and later bench, sweep, report).
+
+Every session installs a pinned, tested torch first (the CPU wheel ``torch==2.13.0`` by
+default). Set ``LFUBENCH_TORCH`` to another pip requirement (``torch==2.5.1``,
+``torch`` for the newest build, a path to a wheel) to use your own.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PYTHON = "3.11"
+TORCH = os.environ.get("LFUBENCH_TORCH", "torch==2.13.0")
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def install_project(session: nox.Session, *extras: str) -> None:
+    session.install(TORCH)
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pass '-m "not slow"' after -- to skip the end-to-end tests)."""
+    install_project(session, "test")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Check style and common mistakes with ruff."""
+    lint_deps = PYPROJECT["project"]["optional-dependencies"]["lint"]
+    session.install(*lint_deps)
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def zoo(session: nox.Session) -> None:
+    """List the model zoo with parameters and GMACs at 3x256x256."""
+    install_project(session)
+    session.run("lfubench", "zoo", *session.posargs)

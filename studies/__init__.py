@@ -1,0 +1,1 @@
+"""Study and plan definitions (TOML) and the Optuna sweep runner."""

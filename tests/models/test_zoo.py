@@ -1,0 +1,191 @@
+"""The model zoo: output contract, gradients, determinism, presets and bad arguments."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import models
+from bench.complexity import count_params, fvcore_macs
+
+ALL = models.list_models()
+
+# Exact parameter counts derived by hand from the authors' code with its defaults:
+# U_Net / Nest_Net (MrGiovanni/UNetPlusPlus, Keras: 1 input channel, 1 class, no deep supervision),
+# UNet_3Plus (ZJUGiveLab/UNet-Version: 3 input channels, 1 class),
+# LFU-Net (dengdy22/U-Nets: 3 input channels, 1 class as their cfg is missing).
+PRESET_PARAMS = {
+    "unet_zhou2018": 7_759_521,
+    "unetpp_zhou2018": 9_041_601,
+    "unet3p_huang2020": 26_971_777,
+    "lfunet_deng2023": 47_849,
+}
+
+# configurations whose every parameter must receive a gradient
+GRAD_CONFIGS = [(name, {}) for name in ALL] + [
+    ("unetpp", {"prune_level": 2}),
+    ("unetpp", {"prune_level": 1, "deep_supervision": False}),
+    ("lfunet", {"prune_level": 2}),
+    ("lfunet", {"prune_level": 3, "deep_supervision": False}),
+    ("lfunet", {"skip_mode": "nested"}),
+    ("lfunet", {"share_transitions": False, "prune_level": 3}),
+    ("unetpp_zhou2018", {"deep_supervision": True}),
+]
+
+
+def _input(model, h, w, batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, model.in_channels, h, w, generator=g)
+
+
+def test_registry_lists_the_four_families_and_presets():
+    assert set(ALL) == {
+        "unet", "unetpp", "unet3p", "lfunet",
+        "unet_zhou2018", "unetpp_zhou2018", "unet3p_huang2020", "lfunet_deng2023",
+    }
+    assert models.list_models("unet*") == ["unet", "unet3p", "unet3p_huang2020", "unet_zhou2018",
+                                           "unetpp", "unetpp_zhou2018"]
+    assert models.list_models("*_deng2023") == ["lfunet_deng2023"]
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("size", [(32, 48), (64, 64), (256, 256)])
+def test_forward_shape(name, size):
+    torch.manual_seed(0)
+    model = models.create_model(name).eval()
+    x = _input(model, *size, batch=1 if size[0] == 256 else 2)
+    with torch.no_grad():
+        y = model(x)
+        heads = model.forward_heads(x)
+    assert y.shape == (x.shape[0], model.num_classes, *size)
+    assert all(h.shape == y.shape for h in heads)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name,kwargs", GRAD_CONFIGS, ids=lambda v: str(v))
+def test_gradients_reach_every_parameter(name, kwargs):
+    torch.manual_seed(1)
+    model = models.create_model(name, **kwargs).train()
+    heads = model.forward_heads(_input(model, 32, 32))
+    sum(h.square().mean() for h in heads).backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert dead == []
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_eval_mode_is_deterministic(name):
+    torch.manual_seed(2)
+    model = models.create_model(name).eval()
+    x = _input(model, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("name,expected", sorted(PRESET_PARAMS.items()))
+def test_preset_parameter_counts_match_the_authors_code(name, expected):
+    assert count_params(models.create_model(name)) == expected
+
+
+def test_unetpp_preset_with_deep_supervision_adds_three_heads():
+    # the Keras Nest_Net builds all four 1x1 heads (33 parameters each) only with deep supervision
+    assert count_params(models.create_model("unetpp_zhou2018", deep_supervision=True)) == 9_041_700
+
+
+@pytest.mark.parametrize("name", ["unetpp", "lfunet"])
+def test_pruning_levels_shrink_params_and_macs(name):
+    params, macs = [], []
+    for k in (1, 2, 3, 4):
+        model = models.create_model(name, prune_level=k, base_width=8)
+        params.append(count_params(model))
+        macs.append(fvcore_macs(model, (3, 64, 64)))
+    assert params == sorted(set(params)), params
+    assert macs == sorted(set(macs)), macs  # strictly increasing L1 < L2 < L3 < L4
+
+
+@pytest.mark.parametrize("name", ["unetpp", "lfunet"])
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_weights_transfer_from_full_model_to_each_level(name, level):
+    torch.manual_seed(3)
+    full = models.create_model(name, base_width=8).eval()
+    with torch.no_grad():  # move batch-norm statistics away from their defaults
+        for m in full.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    pruned = models.create_model(name, base_width=8, prune_level=level).eval()
+    pruned.load_from_full(full.state_dict())
+    assert count_params(pruned) < count_params(full)
+    x = _input(full, 32, 32)
+    with torch.no_grad():
+        full_heads = full.forward_heads(x)
+        pruned_heads = pruned.forward_heads(x)
+        out = pruned(x)
+    assert len(pruned_heads) == level
+    for a, b in zip(full_heads[:level], pruned_heads, strict=True):
+        assert torch.equal(a, b)
+    if full.head_merge == "mean":
+        expected = full_heads[0]
+        for h in full_heads[1:level]:
+            expected = expected + h
+        expected = expected / level
+    else:
+        expected = full_heads[level - 1]
+    assert torch.equal(out, expected)
+
+
+def test_transfer_from_model_without_deep_supervision_names_missing_heads():
+    full = models.create_model("unetpp", base_width=8, deep_supervision=False)
+    pruned = models.create_model("unetpp", base_width=8, prune_level=2)
+    with pytest.raises(KeyError, match="heads.l1"):
+        pruned.load_from_full(full.state_dict())
+
+
+def test_unknown_model_lists_close_matches():
+    with pytest.raises(models.UnknownModelError, match="close matches: lfunet") as info:
+        models.create_model("lfunett")
+    assert "lfunett" in str(info.value)
+
+
+def test_unknown_keyword_names_model_and_argument():
+    with pytest.raises(TypeError, match="'unet' has no argument 'groups'"):
+        models.create_model("unet", groups=4)
+
+
+def test_groups_must_divide_width():
+    with pytest.raises(ValueError, match="base_width 12 is not divisible by groups 8"):
+        models.create_model("lfunet", base_width=12)
+
+
+@pytest.mark.parametrize("name", ["unetpp", "lfunet"])
+@pytest.mark.parametrize("level", [0, 5])
+def test_prune_level_out_of_range(name, level):
+    with pytest.raises(ValueError, match=f"{name}: prune_level={level} is not allowed"):
+        models.create_model(name, prune_level=level)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_size_not_divisible_by_16_names_model_and_nearest_size(name):
+    model = models.create_model(name).eval()
+    with pytest.raises(ValueError, match=rf"{name}: input size 250x64 is not divisible by 16; "
+                                          r"nearest valid size 256x64"):
+        model(torch.zeros(1, model.in_channels, 250, 64))
+
+
+def test_wrong_channel_count_is_named():
+    model = models.create_model("unet")
+    with pytest.raises(ValueError, match="unet: expected 3 input channels, got 4"):
+        model(torch.zeros(1, 4, 32, 32))
+
+
+@pytest.mark.parametrize(
+    "kwargs,relation",
+    [({"groups": 1}, "more"), ({"skip_mode": "nested"}, "fewer"),
+     ({"share_transitions": False}, "more"), ({"deep_supervision": False}, "same")],
+)
+def test_lfunet_ablation_switches_change_the_model(kwargs, relation):
+    base = count_params(models.create_model("lfunet"))
+    ablated = models.create_model("lfunet", **kwargs)
+    n = count_params(ablated)
+    assert {"more": n > base, "fewer": n < base, "same": n == base}[relation], (n, base)
+    heads = ablated.forward_heads(torch.zeros(1, 3, 32, 32))
+    assert len(heads) == (1 if kwargs.get("deep_supervision") is False else 4)
