@@ -42,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     except (LfubenchError, UnknownModelError, ValueError, TypeError, KeyError, FileNotFoundError) as err:
         if args.verbose:
             raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"lfubench {args.command}: error: {message}", file=sys.stderr)
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        if not isinstance(err, LfubenchError):
+            lines = lines[:1]  # one line; LfubenchError may list several problems, one per line
+        print(f"lfubench {args.command}: error: {lines[0]}", file=sys.stderr)
+        for line in lines[1:]:
+            print(f"  {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lfubench {args.command}: interrupted", file=sys.stderr)

@@ -1,0 +1,195 @@
+"""The run engine: plan items as trials of an Optuna study in a shared storage.
+
+Every plan item is enqueued once as a trial with the fixed parameter ``item`` (its id).
+Workers -- processes on one machine or on several sharing a storage -- claim waiting
+trials atomically through the storage (``set_trial_state_values(..., RUNNING)`` succeeds for
+one claimant only), run them and store every figure on the trial. This gives resumption,
+failure records and multi-machine work from Optuna's storages instead of a home-made queue.
+
+- Storage: ``sqlite:///path`` (default, a file in the run folder), ``journal:path`` (a
+  journal file for several local processes, over NFS too) or any SQLAlchemy URL Optuna
+  accepts (``postgresql://...``) for several machines.
+- Heartbeat: a running worker stamps its trial's ``heartbeat`` user attribute every
+  ``heartbeat_s`` seconds. A RUNNING trial whose last stamp is older than ``grace_s`` is taken
+  as lost (the worker was killed): it is marked FAIL with that reason and its item enqueued
+  again, so another run retries it. The same mechanism serves every storage kind.
+- Failure: an exception inside an item marks the trial FAIL with the reason in the
+  ``fail_reason`` user attribute; the worker goes on with the next item. An item is
+  retried on a later run while it has failed fewer than ``max_failures`` times.
+- Re-running skips items with a COMPLETE trial.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PARAM = "item"
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage from ``sqlite:///file``, ``journal:file`` or any RDB URL."""
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgres") else None
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+@dataclass
+class EngineConfig:
+    heartbeat_s: float = 10.0
+    grace_s: float = 60.0
+    max_failures: int = 2
+
+
+class Engine:
+    """Runs the items of one study; ``run_item(item_id) -> dict`` does one item's work and
+    returns its figures (JSON-able values), stored as the trial's user attributes; the
+    ``value`` key, if present, becomes the trial's objective value."""
+
+    def __init__(self, storage_url: str, study_name: str, item_ids: Sequence[str],
+                 config: EngineConfig | None = None) -> None:
+        self.storage = make_storage(storage_url)
+        self.study = optuna.create_study(storage=self.storage, study_name=study_name,
+                                         direction="maximize", load_if_exists=True)
+        self.item_ids = list(item_ids)
+        self.distribution = CategoricalDistribution(self.item_ids)
+        self.config = config or EngineConfig()
+
+    # -- queue --------------------------------------------------------------------------
+    def _trials(self, states=None):
+        return [t for t in self.study.get_trials(deepcopy=False, states=states) if PARAM in t.params
+                or "fixed_params" in t.system_attrs]
+
+    @staticmethod
+    def _item_of(t) -> str:
+        return t.params.get(PARAM) or t.system_attrs.get("fixed_params", {}).get(PARAM)
+
+    def reclaim_stale(self) -> list[str]:
+        """Mark RUNNING trials without a recent heartbeat as FAIL; return their items."""
+        now, lost = time.time(), []
+        for t in self._trials((TrialState.RUNNING,)):
+            started = t.datetime_start.timestamp() if t.datetime_start else now
+            stamp = t.user_attrs.get("heartbeat") or started
+            if now - stamp > self.config.grace_s:
+                reason = f"worker lost: no heartbeat for {now - stamp:.0f} s"
+                try:
+                    self.storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                    continue  # another worker got there first
+                log.warning("item %s: %s; it will be retried", self._item_of(t), reason)
+                lost.append(self._item_of(t))
+        return lost
+
+    def sync(self) -> list[str]:
+        """Enqueue every item that is not done, waiting or running; return those enqueued."""
+        self.reclaim_stale()
+        by_item: dict[str, list] = {}
+        for t in self._trials():
+            by_item.setdefault(self._item_of(t), []).append(t)
+        added = []
+        for item in self.item_ids:
+            trials = by_item.get(item, [])
+            states = [t.state for t in trials]
+            if any(s in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING) for s in states):
+                continue
+            if states.count(TrialState.FAIL) >= self.config.max_failures:
+                log.warning("item %s failed %d times; not retried", item, states.count(TrialState.FAIL))
+                continue
+            self.study.enqueue_trial({PARAM: item}, user_attrs={PARAM: item})
+            added.append(item)
+        return added
+
+    def _claim(self) -> optuna.Trial | None:
+        for t in self._trials((TrialState.WAITING,)):
+            try:
+                if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                    continue
+            except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                continue
+            trial = optuna.Trial(self.study, t._trial_id)
+            item = trial.suggest_categorical(PARAM, self.item_ids)
+            done = [o for o in self._trials((TrialState.COMPLETE, TrialState.RUNNING))
+                    if self._item_of(o) == item and o.number != trial.number]
+            if any(o.state == TrialState.COMPLETE or o.number < trial.number for o in done):
+                # enqueued twice by two workers starting together: the older trial does it
+                self.storage.set_trial_user_attr(t._trial_id, "fail_reason", "duplicate of an earlier trial")
+                self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                continue
+            return trial
+        return None
+
+    # -- work ---------------------------------------------------------------------------
+    def _heartbeat(self, trial_id: int, stop: threading.Event) -> None:
+        while not stop.wait(self.config.heartbeat_s):
+            try:
+                self.storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
+            except Exception:  # the trial was finished or reclaimed meanwhile
+                return
+
+    def run(self, run_item: Callable[[str], dict], max_items: int | None = None) -> dict:
+        """Work until no item is left (or ``max_items`` were run); return counts by outcome."""
+        self.sync()
+        counts = {"complete": 0, "failed": 0}
+        while max_items is None or counts["complete"] + counts["failed"] < max_items:
+            trial = self._claim()
+            if trial is None:
+                break
+            item = trial.params[PARAM]
+            self.storage.set_trial_user_attr(trial._trial_id, "heartbeat", time.time())
+            stop = threading.Event()
+            beat = threading.Thread(target=self._heartbeat, args=(trial._trial_id, stop), daemon=True)
+            beat.start()
+            started = time.perf_counter()
+            try:
+                figures = run_item(item)
+            except Exception as err:  # recorded, and the worker goes on
+                stop.set()
+                beat.join()
+                reason = f"{type(err).__name__}: {err}".splitlines()[0]
+                log.error("item %s failed: %s", item, reason)
+                log.debug("%s", traceback.format_exc())
+                self.storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+                self.study.tell(trial, state=TrialState.FAIL)
+                counts["failed"] += 1
+                continue
+            stop.set()
+            beat.join()
+            for key, value in figures.items():
+                if key != "value":
+                    self.storage.set_trial_user_attr(trial._trial_id, key, json.loads(json.dumps(value)))
+            self.storage.set_trial_user_attr(trial._trial_id, "item_seconds", time.perf_counter() - started)
+            self.study.tell(trial, float(figures.get("value", float("nan"))))
+            counts["complete"] += 1
+        return counts
+
+    def status(self) -> dict[str, str]:
+        """The latest state of every plan item: complete, running, waiting, failed or pending."""
+        latest: dict[str, optuna.trial.FrozenTrial] = {}
+        for t in self._trials():
+            item = self._item_of(t)
+            if item not in latest or t.state == TrialState.COMPLETE or (
+                latest[item].state != TrialState.COMPLETE and t.number > latest[item].number):
+                latest[item] = t
+        names = {TrialState.COMPLETE: "complete", TrialState.RUNNING: "running",
+                 TrialState.WAITING: "waiting", TrialState.FAIL: "failed"}
+        return {i: names.get(latest[i].state, "other") if i in latest else "pending" for i in self.item_ids}
+
+    def completed(self) -> list[optuna.trial.FrozenTrial]:
+        """The COMPLETE trials of plan items, one per item."""
+        return [t for t in self._trials((TrialState.COMPLETE,)) if self._item_of(t) in set(self.item_ids)]

@@ -1,0 +1,91 @@
+"""The run engine: resumption after a killed worker, several workers, recorded failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from studies.engine import Engine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _worker(storage: str, n: int, sleep: float, log: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "tests.studies._worker", storage, str(n), str(sleep),
+                             str(log), *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def _complete(storage: str, n: int) -> dict[str, list]:
+    engine = Engine(storage, "test", [f"item{k}" for k in range(n)])
+    by_item: dict[str, list] = {}
+    for t in engine.study.get_trials(states=(TrialState.COMPLETE,)):
+        by_item.setdefault(t.params["item"], []).append(t)
+    return by_item
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_workers_finish_every_item_exactly_once(tmp_path, kind):
+    storage = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal:{tmp_path}/s.log"
+    log = tmp_path / "runs.log"
+    Engine(storage, "test", [f"item{k}" for k in range(8)]).sync()  # create the study once
+    workers = [_worker(storage, 8, 0.5, log) for _ in range(2)]
+    outs = [w.communicate(timeout=120)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outs
+    starts = Counter(line.split()[1] for line in log.read_text().splitlines() if line.startswith("start"))
+    assert starts == Counter({f"item{k}": 1 for k in range(8)})
+    done = _complete(storage, 8)
+    assert sorted(done) == [f"item{k}" for k in range(8)]
+    assert all(len(v) == 1 for v in done.values())
+    assert sum("'complete': " in o for o in outs) == 2
+    # both workers took part
+    assert all("'complete': 0" not in o for o in outs), outs
+
+
+def test_killed_worker_loses_only_its_running_item(tmp_path):
+    storage = f"sqlite:///{tmp_path}/s.db"
+    log = tmp_path / "runs.log"
+    worker = _worker(storage, 6, 0.6, log)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # kill it while item2 is running
+        if log.exists() and "start item2" in log.read_text():
+            break
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    before = {k: v[0].user_attrs["finished_at"] for k, v in _complete(storage, 6).items()}
+    assert sorted(before) == ["item0", "item1"]
+    time.sleep(2.0)  # past the grace period: the killed worker's trial is stale
+    rerun = _worker(storage, 6, 0.05, log)
+    assert rerun.communicate(timeout=120)[0].strip() == "{'complete': 4, 'failed': 0}"
+    after = _complete(storage, 6)
+    assert sorted(after) == [f"item{k}" for k in range(6)]
+    assert all(len(v) == 1 for v in after.values())  # no item done twice
+    assert {k: after[k][0].user_attrs["finished_at"] for k in before} == before  # finished rows unchanged
+    engine = Engine(storage, "test", [f"item{k}" for k in range(6)])
+    lost = [t for t in engine.study.get_trials(states=(TrialState.FAIL,))]
+    assert [t.params["item"] for t in lost] == ["item2"]
+    assert lost[0].user_attrs["fail_reason"].startswith("worker lost: no heartbeat for")
+    # a third run has nothing left to do
+    third = _worker(storage, 6, 0.05, log)
+    assert third.communicate(timeout=60)[0].strip() == "{'complete': 0, 'failed': 0}"
+
+
+def test_failing_item_is_recorded_and_the_rest_complete(tmp_path):
+    storage = f"sqlite:///{tmp_path}/s.db"
+    worker = _worker(storage, 5, 0.0, tmp_path / "runs.log", "fail3")
+    assert worker.communicate(timeout=60)[0].strip() == "{'complete': 4, 'failed': 1}"
+    engine = Engine(storage, "test", [f"item{k}" for k in range(5)])
+    assert engine.status() == {"item0": "complete", "item1": "complete", "item2": "complete",
+                               "item3": "failed", "item4": "complete"}
+    failed = engine.study.get_trials(states=(TrialState.FAIL,))
+    reason = failed[0].user_attrs["fail_reason"]
+    assert reason == "RuntimeError: planted failure: unreadable case volume-3.nii"
