@@ -1,0 +1,76 @@
+"""Pareto plots: accuracy against a cost (parameters, GMACs, latency), with the
+non-dominated frontier drawn (a point is on it when no other point is both cheaper or as
+cheap and more accurate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+COSTS = {"params": "parameters", "gmacs": "GMACs (1 multiply-add = 1 MAC)", "latency_ms": "latency (ms)"}
+
+
+def frontier(points: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:
+    """The non-dominated points (lower ``cost``, higher ``score``), sorted by cost."""
+    pts = points.dropna(subset=[cost, score]).sort_values([cost, score], ascending=[True, False])
+    keep, best = [], -float("inf")
+    for idx, row in pts.iterrows():
+        if row[score] > best:
+            keep.append(idx)
+            best = row[score]
+    return pts.loc[keep]
+
+
+def pareto_figure(points: pd.DataFrame, cost: str, score: str, title: str, conventions: str = ""):
+    """A matplotlib figure of ``score`` against ``cost`` (log axis), one colour per model
+    family, labels at the points, the frontier as a step line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    pts = points.dropna(subset=[cost, score])
+    for family, grp in pts.groupby(pts["label"].str.split().str[0], sort=True):
+        ax.scatter(grp[cost], grp[score], label=family, s=28, zorder=3)
+        for _, row in grp.iterrows():
+            level = row.get("level")
+            tag = row["label"] + (f" L{int(level)}" if pd.notna(level) else "")
+            ax.annotate(tag, (row[cost], row[score]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    front = frontier(pts, cost, score)
+    if len(front):
+        ax.step(front[cost], front[score], where="post", color="0.3", lw=1, ls="--", label="Pareto frontier",
+                zorder=2)
+    if len(pts) and (pts[cost] > 0).all():
+        ax.set_xscale("log")
+    ax.set_xlabel(COSTS.get(cost, cost))
+    ax.set_ylabel(score)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    if conventions:
+        fig.text(0.01, 0.01, conventions, fontsize=6, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def write_pareto_plots(points: pd.DataFrame, out_dir: str | Path, score: str = "dice",
+                       conventions: str = "") -> list[Path]:
+    """One PNG per (dataset, cost) in ``out_dir``; ``points`` has label, level, dataset, the
+    cost columns and ``score``. Returns the paths written."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for dataset, grp in points.groupby("dataset", sort=True):
+        for cost in COSTS:
+            if cost not in grp or grp[cost].isna().all():
+                continue
+            fig = pareto_figure(grp, cost, score, f"{dataset}: mean {score} vs {COSTS[cost]}", conventions)
+            path = out / f"pareto_{dataset}_{cost}.png"
+            fig.savefig(path, dpi=150)
+            plt.close(fig)
+            paths.append(path)
+    return paths
