@@ -15,7 +15,7 @@ from models import UnknownModelError
 
 from ..errors import LfubenchError
 
-SUBCOMMANDS = ["zoo"]
+SUBCOMMANDS = ["zoo", "data"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,294 @@
+"""The preprocessed slice cache: built once per (dataset, preprocessing config), memory-mapped to read.
+
+Format (one folder ``<out>/<dataset>-s<size>-<key>/``, ``key`` a hash of the config, the resolved
+dataset root, and every input file's name, size and mtime, plus :data:`CACHE_VERSION`):
+
+- ``images.npy``: ``float16`` ``(N, C, S, S)``, all N axial slices of all cases, case after case
+  (LiTS C = 1: windowed CT in [0, 1]; BraTS C = 4: z-scored flair, t1, t1ce, t2);
+- ``labels.npy``: ``uint8`` ``(N, S, S)``, internal labels (``bench.data.labels``);
+- ``slices.npy``: ``int32`` ``(N, 4)``: case index, slice index z, has foreground, has content
+  (body / brain);
+- ``meta.json``: version, config, dataset root, per case id / group / first slice / slice count /
+  original shape / spacing / in-plane spacing after resize / crop offset; ``"complete": true``;
+- ``splits.json`` (written by :func:`bench.data.splits.write_splits`): case-level splits.
+
+Writing is atomic: everything goes to a hidden ``.tmp-...-<pid>-...`` sibling folder, ``meta.json``
+last, and the folder is renamed into place only when complete. A half-written cache (a killed
+writer, an exception) is never found under the final name; stale temporary folders whose writer
+is gone are removed by the next :func:`prepare_cache`. :func:`open_cache` re-checks shapes and
+sizes against ``meta.json`` and refuses anything that does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import LfubenchError
+from .layouts import Case, find_cases
+from .nifti import DataError, ReadFailure, load_image, spatial_shape
+from .preprocess import PreprocessConfig, preprocess_case
+from .reader import read_case
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+ARRAYS = ("images.npy", "labels.npy", "slices.npy")
+
+
+def cache_name(cases: list[Case], root: Path, config: PreprocessConfig) -> str:
+    """The cache folder name: ``<dataset>-s<size>-<12 hex digits of the key>``."""
+    files = []
+    for case in cases:
+        for _, path in case.files():
+            st = path.stat() if path.exists() else None
+            files.append([case.case_id, case.rel(path), st.st_size if st else -1,
+                          st.st_mtime_ns if st else -1])
+    key = {"version": CACHE_VERSION, "config": config.to_dict(), "root": str(root), "files": files}
+    blob = json.dumps(key, sort_keys=True)
+    return f"{config.dataset}-s{config.size}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def prepare_cache(dataset: str, root: Path | str, out: Path | str, config: PreprocessConfig | None = None,
+                  *, force: bool = False, progress: bool = False) -> Path:
+    """Build (or find) the cache of ``dataset`` under ``root`` and return its folder.
+
+    Args:
+        dataset: ``"lits"`` or ``"brats"``.
+        root: the dataset folder (only read).
+        out: the folder holding caches; must not be inside ``root``.
+        config: preprocessing; default ``PreprocessConfig(dataset)``.
+        force: rebuild even when a complete cache exists.
+        progress: show a progress bar over cases.
+
+    Raises:
+        DataError: a case cannot be read (the message names the case and file).
+    """
+    root, out = Path(root).resolve(), Path(out).resolve()
+    if out == root or root in out.parents:
+        raise LfubenchError(f"cache folder {out} is inside the dataset folder {root}; choose another --out "
+                            "(nothing is written into a dataset folder)")
+    config = config or PreprocessConfig(dataset)
+    if config.dataset != dataset:
+        raise ValueError(f"config is for {config.dataset!r}, not {dataset!r}")
+    cases, problems = find_cases(dataset, root)
+    if problems:
+        raise DataError(str(problems[0]), problems)
+    final = out / cache_name(cases, root, config)
+    if not force and _check(final) is None:
+        log.info("cache is up to date: %s", final)
+        return final
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(out)
+    counts = [_slice_count(case) for case in cases]
+    tmp = out / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        _write(tmp, root, cases, counts, config, progress)
+        _publish(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("cache written: %s (%d cases, %d slices)", final, len(cases), sum(counts))
+    return final
+
+
+def _slice_count(case: Case) -> int:
+    """Number of canonical axial slices, from the header alone."""
+    path = next(iter(case.images.values()))
+    try:
+        img = load_image(path)
+    except ReadFailure as err:
+        raise DataError(f"case {case.case_id}: {case.rel(path)}: {err}") from err
+    shape = spatial_shape(img)
+    if len(shape) != 3:
+        raise DataError(f"case {case.case_id}: {case.rel(path)}: {len(shape)}D image, expected 3D")
+    ornt = nib.io_orientation(img.affine)
+    return int(shape[int(np.nonzero(ornt[:, 0] == 2)[0][0])])
+
+
+def _write(tmp: Path, root: Path, cases: list[Case], counts: list[int], config: PreprocessConfig,
+           progress: bool) -> None:
+    total, size = sum(counts), config.size
+    channels = 1 if config.dataset == "lits" else 4
+    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.float16,
+                                       shape=(total, channels, size, size))
+    labels = np.lib.format.open_memmap(tmp / "labels.npy", mode="w+", dtype=np.uint8,
+                                       shape=(total, size, size))
+    table = np.zeros((total, 4), dtype=np.int32)
+    meta_cases = []
+    start = 0
+    bar = tqdm(list(zip(cases, counts, strict=True)), desc=f"prepare {config.dataset}", unit="case",
+               disable=None if progress else True)
+    for k, (case, count) in enumerate(bar):
+        prepared = preprocess_case(read_case(case), config)
+        if prepared.image.shape[0] != count:
+            raise DataError(f"case {case.case_id}: {case.rel(next(iter(case.images.values())))}: "
+                            f"{prepared.image.shape[0]} slices read, header says {count}")
+        stop = start + count
+        images[start:stop] = prepared.image
+        labels[start:stop] = prepared.label
+        table[start:stop, 0] = k
+        table[start:stop, 1] = np.arange(count)
+        table[start:stop, 2] = prepared.label.reshape(count, -1).any(axis=1)
+        table[start:stop, 3] = prepared.content
+        meta_cases.append({"id": case.case_id, "group": case.group, "start": start, "count": count,
+                           **prepared.info})
+        start = stop
+    images.flush()
+    labels.flush()
+    del images, labels
+    np.save(tmp / "slices.npy", table)
+    meta = {"version": CACHE_VERSION, "config": config.to_dict(), "root": str(root), "slices": total,
+            "channels": channels, "size": size, "cases": meta_cases, "complete": True}
+    for name in ARRAYS:
+        _fsync(tmp / name)
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    _fsync(tmp / "meta.json")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    if final.exists():
+        trash = final.with_name(f".tmp-old-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.rename(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if _check(final) is not None:  # the name is taken by something that is not a complete cache
+            raise
+        log.info("another process published %s first; keeping it", final)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale_tmp(out: Path) -> None:
+    for tmp in out.glob(".tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 2)[-2])
+        except (ValueError, IndexError):
+            continue
+        if pid == os.getpid() or not _alive(pid):
+            log.info("removing an interrupted cache write: %s", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check(path: Path) -> str | None:
+    """``None`` when ``path`` is a complete cache, else why not."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except FileNotFoundError:
+        return "no meta.json"
+    except ValueError as err:
+        return f"unreadable meta.json ({err})"
+    if meta.get("version") != CACHE_VERSION or meta.get("complete") is not True:
+        return "meta.json is from another version or marks an incomplete write"
+    n, c, s = meta["slices"], meta["channels"], meta["size"]
+    expected = {"images.npy": ((n, c, s, s), np.float16), "labels.npy": ((n, s, s), np.uint8),
+                "slices.npy": ((n, 4), np.int32)}
+    for name, (shape, dtype) in expected.items():
+        try:
+            arr = np.load(path / name, mmap_mode="r")
+        except (OSError, ValueError) as err:
+            return f"{name} is missing or truncated ({err})"
+        if arr.shape != shape or arr.dtype != dtype:
+            return f"{name} has shape {arr.shape} {arr.dtype}, expected {shape} {np.dtype(dtype)}"
+    return None
+
+
+class SliceCache:
+    """Read access to a prepared cache (memory-mapped; safe to share between DataLoader workers).
+
+    ``cache[i]`` returns ``(x, y)``: ``x`` ``float32`` ``(context * C, S, S)`` (LiTS: slices
+    i-1, i, i+1 of the same case, edges repeated), ``y`` ``uint8`` ``(S, S)``.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        why = _check(self.path)
+        if why is not None:
+            raise DataError(f"cache {self.path}: {why}; rebuild it with lfubench data prepare")
+        self.meta = json.loads((self.path / "meta.json").read_text())
+        self.images = np.load(self.path / "images.npy", mmap_mode="r")
+        self.labels = np.load(self.path / "labels.npy", mmap_mode="r")
+        self.table = np.load(self.path / "slices.npy")
+        self.context = int(self.meta["config"]["context"])
+        self.cases = {c["id"]: c for c in self.meta["cases"]}
+        starts = np.array([c["start"] for c in self.meta["cases"]], dtype=np.int64)
+        counts = np.array([c["count"] for c in self.meta["cases"]], dtype=np.int64)
+        self._lo = starts[self.table[:, 0]]
+        self._hi = self._lo + counts[self.table[:, 0]] - 1
+        self._offsets = np.arange(self.context) - self.context // 2
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def case_ids(self) -> list[str]:
+        return list(self.cases)
+
+    @property
+    def in_channels(self) -> int:
+        return self.context * int(self.meta["channels"])
+
+    @property
+    def foreground(self) -> np.ndarray:
+        return self.table[:, 2].astype(bool)
+
+    @property
+    def content(self) -> np.ndarray:
+        return self.table[:, 3].astype(bool)
+
+    def case_indices(self, case_id: str) -> np.ndarray:
+        """Global slice indices of one case, in z order."""
+        c = self.cases[case_id]
+        return np.arange(c["start"], c["start"] + c["count"])
+
+    def read_batch(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` for many slices: ``x`` ``float32`` ``(B, context * C, S, S)``, ``y`` ``uint8``."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if self.context == 1:
+            x = self.images[idx].astype(np.float32)
+        else:
+            rows = np.clip(idx[:, None] + self._offsets, self._lo[idx, None], self._hi[idx, None])
+            x = self.images[rows.ravel()].astype(np.float32).reshape(len(idx), -1, *self.images.shape[2:])
+        return x, np.asarray(self.labels[idx])
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.read_batch([int(i)])
+        return x[0], y[0]
+
+    def case_volume(self, case_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """All slices of one case as network inputs and labels (for 3D evaluation)."""
+        return self.read_batch(self.case_indices(case_id))
+
+
+def open_cache(path: Path | str) -> SliceCache:
+    """Open a prepared cache; raise :class:`DataError` if it is incomplete or corrupt."""
+    return SliceCache(path)
