@@ -1,0 +1,1 @@
+"""Runnable benchmark scripts (``python -m bench.benchmarks.<name>``); not part of the test suite."""
