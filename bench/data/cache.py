@@ -274,10 +274,10 @@ class SliceCache:
         """``(x, y)`` for many slices: ``x`` ``float32`` ``(B, context * C, S, S)``, ``y`` ``uint8``."""
         idx = np.asarray(indices, dtype=np.int64)
         if self.context == 1:
-            x = self.images[idx].astype(np.float32)
+            rows = idx
         else:
-            rows = np.clip(idx[:, None] + self._offsets, self._lo[idx, None], self._hi[idx, None])
-            x = self.images[rows.ravel()].astype(np.float32).reshape(len(idx), -1, *self.images.shape[2:])
+            rows = np.clip(idx[:, None] + self._offsets, self._lo[idx, None], self._hi[idx, None]).ravel()
+        x = _to_float32(self.images[rows]).reshape(len(idx), -1, *self.images.shape[2:])
         return x, np.asarray(self.labels[idx])
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -287,6 +287,13 @@ class SliceCache:
     def case_volume(self, case_id: str) -> tuple[np.ndarray, np.ndarray]:
         """All slices of one case as network inputs and labels (for 3D evaluation)."""
         return self.read_batch(self.case_indices(case_id))
+
+
+def _to_float32(half: np.ndarray) -> np.ndarray:
+    """float16 -> float32; torch's vectorised conversion is several times faster than numpy's."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(half)).float().numpy()
 
 
 def open_cache(path: Path | str) -> SliceCache:
