@@ -17,11 +17,16 @@ How it is made fast without changing a single value:
 3. **Distances only where they are needed.** medpy computes a full-volume distance transform
    and then reads it at the surface voxels of the other mask. We compute those values directly:
    a narrow-band search visits lattice offsets in increasing physical length (a ball of radius
-   ``R`` mm, a few hundred offsets) and stops at the first offset that hits a surface voxel of
-   the other mask; that length *is* the nearest distance, because every shorter offset was
-   checked. The few voxels with no hit within ``R`` (their nearest partner is farther than
-   ``R``) go to an exact k-d tree query (``scipy.spatial.cKDTree``) over the partner surface.
-   Both give ``sqrt(sum((delta_i * spacing_i)**2))``, the same number scipy's transform stores.
+   ``R`` mm holding about 400 offsets; offsets of equal length are tested together) and stops
+   at the first length at which a surface voxel of the other mask is hit; that length *is* the
+   nearest distance, because every shorter offset was checked. The voxels with no hit within
+   ``R`` (their nearest partner is farther than ``R``) go to an exact k-d tree query
+   (``scipy.spatial.cKDTree``) over the partner surface. Both give
+   ``sqrt(sum((delta_i * spacing_i)**2))`` in float64, the number scipy's transform stores.
+
+On the LiTS-sized case of ``bench.benchmarks.metrics_speed`` the crop alone with scipy's
+transform is ~10x faster than medpy, the crop with the float32 ``edt`` package ~50x (and only
+1e-7 relative from scipy), the narrow band ~100x; all three give medpy's HD95.
 """
 
 from __future__ import annotations
@@ -100,7 +105,6 @@ def _band_offsets(spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     ndim = len(spacing)
     unit_ball = {2: np.pi, 3: 4.0 * np.pi / 3.0}[ndim]
     radius = float((_BAND_OFFSETS * np.prod(spacing) / unit_ball) ** (1.0 / ndim))
-    radius = max(radius, float(spacing.max()))  # at least the first shell along every axis
     half = np.floor(radius / spacing).astype(int)
     grids = np.meshgrid(*[np.arange(-h, h + 1) for h in half], indexing="ij")
     offs = np.stack([g.ravel() for g in grids], axis=1)

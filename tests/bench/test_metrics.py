@@ -94,6 +94,13 @@ def test_organ_sized_noisy_blobs_match_medpy(seed):
     assert_matches_medpy(pred, ref, (0.7, 0.7, 2.5))
 
 
+@pytest.mark.parametrize("spacing", [(0.1, 0.1, 5.0), (6.0, 0.25, 0.3), (1.0, 1.0, 1.0)])
+def test_extreme_anisotropy_matches_medpy(spacing):
+    a, b = random_pair(21, (20, 22, 12), 0.2, True)
+    assert_matches_medpy(a, b, spacing)
+    assert_matches_medpy(a, b, spacing, connectivity=3)
+
+
 def test_band_fallback_far_objects():
     """Objects farther apart than the narrow band: the k-d tree path gives medpy's values."""
     a = np.zeros((40, 40, 40), bool)
