@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
         "## bench.metrics speed benchmark",
         "",
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}; {versions}.",
+        f"Python {platform.python_version()}; {versions}; load average at start "
+        f"{os.getloadavg()[0]:.2f} (other processes share these CPUs: compare rows of one run only).",
         "",
     ]
     lines = (
