@@ -15,7 +15,7 @@ from models import UnknownModelError
 
 from ..errors import LfubenchError
 
-SUBCOMMANDS = ["zoo", "data"]
+SUBCOMMANDS = ["zoo", "data", "profile", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,78 @@
+"""Repeatability of CPU latency: the same model measured twice back to back; prints both runs'
+medians and dispersion and whether the medians agree within 5%.
+
+Run: ``python -m bench.benchmarks.repeatability [--model lfunet] [--input 3x256x256] [--threads 1]``.
+One intra-op thread by default: on a shared 2-core machine, two OpenMP threads competing with other
+processes make the timings swing by orders of magnitude; pass ``--threads 2`` on an idle machine.
+Exit status 1 when the medians differ by more than the tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import models
+from bench.cli._output import format_rows, parse_shape
+from bench.environment import environment_record, format_environment
+from bench.latency import Timing, profile
+
+TOLERANCE = 0.05
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="lfunet")
+    parser.add_argument("--input", default="3x256x256")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--time", type=float, default=20.0, help="seconds of measurement per run")
+    args = parser.parse_args(argv)
+    shape = parse_shape(args.input)
+    model = models.create_model(args.model)
+    timing = Timing(min_warmup=5, max_warmup_s=15.0, min_iters=20, max_iters=10_000, max_time_s=args.time)
+    runs = []
+    for i in (1, 2):
+        row = profile(
+            model,
+            shape,
+            name=args.model,
+            batch_sizes=[args.batch],
+            modes=["inference"],
+            threads=args.threads,
+            timing=timing,
+        )[0]
+        if row["status"] != "ok":
+            print(f"run {i} failed: {row['error']}")
+            return 1
+        runs.append(
+            {
+                "run": i,
+                "iters": row["iters"],
+                "warmup_iters": row["warmup_iters"],
+                "warmup_stable": row["warmup_stable"],
+                "median_ms": round(row["median_ms"], 3),
+                "p90_ms": round(row["p90_ms"], 3),
+                "p99_ms": round(row["p99_ms"], 3),
+                "iqr_ms": round(row["iqr_ms"], 3),
+                "iqr/median": round(row["iqr_ms"] / row["median_ms"], 4),
+                "images_per_s": round(row["images_per_s"], 2),
+            }
+        )
+    a, b = runs[0]["median_ms"], runs[1]["median_ms"]
+    diff = abs(a - b) / min(a, b)
+    print(
+        f"{args.model} at {args.input}, batch {args.batch}, CPU, {args.threads} thread(s), inference, "
+        f"time.perf_counter per iteration, {args.time:g} s of measurement per run\n"
+    )
+    print(format_rows(runs, "md"))
+    verdict = "PASS" if diff <= TOLERANCE else "FAIL"
+    print(
+        f"\nmedians {a:.3f} ms and {b:.3f} ms: relative difference {diff:.2%} "
+        f"(target <= {TOLERANCE:.0%}): {verdict}"
+    )
+    print("\nEnvironment:\n" + format_environment(environment_record("cpu")))
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
