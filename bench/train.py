@@ -50,7 +50,8 @@ class TrainConfig:
         seed: seeds Python, NumPy and torch, and the loader's shuffling. Defaults to 0.
         device: ``"cpu"`` or ``"cuda"``. Defaults to ``"cpu"``.
         amp: bfloat16/float16 autocast on CUDA (ignored on CPU). Defaults to True.
-        channels_last: channels-last memory format on CUDA. Defaults to True.
+        channels_last: channels-last memory format for model and inputs, on CPU and CUDA (on
+            CPU it makes grouped convolutions many times faster). Defaults to True.
         threads: CPU threads for torch (None leaves torch's default). Defaults to None.
         progress: show a progress bar. Defaults to True.
     """
@@ -112,7 +113,10 @@ def validation_dice(model: nn.Module, loader: DataLoader, num_classes: int, devi
     inter = torch.zeros(num_classes - 1, dtype=torch.float64)
     total = torch.zeros(num_classes - 1, dtype=torch.float64)
     for image, label in loader:
-        pred = model(image.to(device)).argmax(1).cpu()
+        image = image.to(device)
+        if image.dim() == 4:
+            image = image.to(memory_format=torch.channels_last)
+        pred = model(image).argmax(1).cpu()
         for c in range(1, num_classes):
             p, r = pred == c, label == c
             inter[c - 1] += (p & r).sum()
@@ -143,7 +147,7 @@ def train(
     seed_everything(config.seed)
     cuda = device.startswith("cuda")
     model.to(device)
-    if cuda and config.channels_last:
+    if config.channels_last:
         model.to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=len(train_set)
@@ -177,7 +181,7 @@ def train(
                 if step >= total_steps or time.perf_counter() > deadline:
                     break
                 image, label = image.to(device), label.to(device)
-                if cuda and config.channels_last:
+                if config.channels_last:
                     image = image.to(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=amp_dtype, enabled=use_amp):
                     heads = heads_fn(image) if heads_fn else [model(image)]

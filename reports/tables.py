@@ -61,8 +61,19 @@ def _fmt(value, column: str) -> str:
     return str(value)
 
 
+def by_dataset(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The table split per dataset, each without the columns that are empty for it."""
+    return [(name, grp.dropna(axis=1, how="all").reset_index(drop=True))
+            for name, grp in table.groupby("dataset", sort=False)] if len(table) else [("", table)]
+
+
 def to_markdown(table: pd.DataFrame, caption: str = "") -> str:
-    """A Markdown table (pipe syntax) with ``caption`` stated above it."""
+    """Markdown tables (pipe syntax), one per dataset, with ``caption`` stated above them."""
+    parts = [_markdown(grp, f"**{name}**" if name else "") for name, grp in by_dataset(table)]
+    return (f"{caption}\n\n" if caption else "") + "\n".join(parts)
+
+
+def _markdown(table: pd.DataFrame, heading: str) -> str:
     cols = [c for c in table.columns if not c.endswith(" sd")]
     lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
     for _, row in table.iterrows():
@@ -74,11 +85,17 @@ def to_markdown(table: pd.DataFrame, caption: str = "") -> str:
                 cell += f" ± {row[sd]:.3f}"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
-    return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
+    return (f"{heading}\n\n" if heading else "") + "\n".join(lines) + "\n"
 
 
 def to_latex(table: pd.DataFrame, caption: str = "", label: str = "tab:results") -> str:
-    """A LaTeX ``table`` with booktabs rules; mean ± sd cells, best mean Dice per dataset in bold."""
+    """LaTeX ``table`` environments (booktabs rules), one per dataset; mean ± sd cells, the best
+    mean Dice of each column in bold."""
+    return "\n".join(_latex(grp, f"{caption} ({name})" if name else caption,
+                            f"{label}-{name}" if name else label) for name, grp in by_dataset(table))
+
+
+def _latex(table: pd.DataFrame, caption: str, label: str) -> str:
     cols = [c for c in table.columns if not c.endswith(" sd")]
 
     def esc(text: str) -> str:
@@ -86,19 +103,16 @@ def to_latex(table: pd.DataFrame, caption: str = "", label: str = "tab:results")
             text = text.replace(a, b)
         return text
 
-    best = {}
-    for c in cols:
-        if c.startswith("dice "):
-            best[c] = table.groupby("dataset")[c].transform("max")
+    best = {c: table[c].max() for c in cols if c.startswith("dice ")}
     body = []
-    for k, row in table.iterrows():
+    for _, row in table.iterrows():
         cells = []
         for c in cols:
             cell = esc(_fmt(row[c], c))
             sd = f"{c} sd"
             if sd in table.columns and not pd.isna(row[sd]):
                 cell += rf" $\pm$ {row[sd]:.3f}"
-            if c in best and not pd.isna(row[c]) and row[c] == best[c].iloc[k]:
+            if c in best and not pd.isna(row[c]) and row[c] == best[c]:
                 cell = rf"\textbf{{{cell}}}"
             cells.append(cell)
         body.append(" & ".join(cells) + r" \\")

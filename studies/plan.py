@@ -43,7 +43,8 @@ from bench.train import TrainConfig
 
 DATASET_KINDS = ("phantom-lits", "phantom-brats", "lits", "brats")
 TOP_KEYS = {"name", "description", "seeds", "train", "measure", "datasets", "models"}
-DATASET_KEYS = {"name", "kind", "root", "cases", "shape", "size", "seed", "val", "test", "phantom_seed"}
+DATASET_KEYS = {"name", "kind", "root", "cases", "shape", "size", "split_seed", "folds", "test",
+                "phantom_seed"}
 MEASURE_KEYS = {"device", "batch_sizes", "precision", "channels_last", "warmup", "iterations", "threads"}
 MODEL_META_KEYS = {"name", "label", "levels"}
 TRAIN_KEYS = set(TrainConfig.__dataclass_fields__) - {"progress"}

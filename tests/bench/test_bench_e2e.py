@@ -1,0 +1,127 @@
+"""`lfubench bench` end to end on a tiny phantom plan: outputs, re-run, determinism, failures."""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.data import write_phantom
+from bench.runs import run_item
+from studies.plan import load_plan
+
+TINY = """
+name = "tiny"
+seeds = [0]
+[train]
+epochs = 1
+batch_size = 8
+threads = 2
+[measure]
+device = "cpu"
+batch_sizes = [1]
+iterations = 5
+warmup = 3
+threads = 2
+[[datasets]]
+name = "lits"
+kind = "phantom-lits"
+cases = 5
+shape = [32, 32, 8]
+size = 32
+[[models]]
+name = "lfunet"
+label = "LFU-Net w8"
+levels = [1, 4]
+[[models]]
+name = "unet"
+label = "U-Net w4"
+base_width = 4
+"""
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    plan = root / "tiny.toml"
+    plan.write_text(TINY)
+    out = root / "run"
+    t0 = time.perf_counter()
+    code = main(["bench", str(plan), "--out", str(out), "--no-progress"])
+    return plan, out, code, time.perf_counter() - t0
+
+
+def test_bench_writes_every_output(tiny_run):
+    _, out, code, _ = tiny_run
+    assert code == 0
+    for name in ["results.csv", "results.parquet", "efficiency.csv", "table.csv", "table.md", "table.tex",
+                 "report.pdf", "pareto_lits_params.png", "pareto_lits_gmacs.png",
+                 "pareto_lits_latency_ms.png"]:
+        assert (out / name).stat().st_size > 0, name
+    tidy = pd.read_parquet(out / "results.parquet")
+    # 2 test cases... whatever the split gives: the same cases for every item and level
+    cases = sorted(tidy["case"].unique())
+    assert len(cases) >= 1
+    levels = tidy.groupby("label")["level"].unique().to_dict()
+    assert sorted(levels["LFU-Net w8"]) == [1, 4] and list(levels["U-Net w4"]) == [0]
+    assert set(tidy["region"]) == {"liver", "tumor"} and set(tidy["metric"]) == {"dice", "hd95"}
+    assert len(tidy) == 3 * len(cases) * 2 * 2  # (2 LFU-Net levels + U-Net) x cases x regions x metrics
+    assert tidy["value"].between(0, 400).all()
+    eff = pd.read_csv(out / "efficiency.csv")
+    lfu = eff[eff["label"] == "LFU-Net w8"].set_index("level")
+    assert lfu.loc[1, "params"] < lfu.loc[4, "params"] and lfu.loc[1, "gmacs"] < lfu.loc[4, "gmacs"]
+    assert (eff["status"] == "ok").all() and (eff["latency_ms"] > 0).all()
+    table = pd.read_csv(out / "table.csv")
+    assert len(table) == 3 and "dice liver" in table and "params" in table
+    assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_second_run_has_nothing_to_do(tiny_run, capsys):
+    plan, out, _, cold = tiny_run
+    before = pd.read_csv(out / "results.csv")
+    t0 = time.perf_counter()
+    assert main(["bench", str(plan), "--out", str(out), "--no-progress"]) == 0
+    warm = time.perf_counter() - t0
+    assert "2/2 items complete (0 run now, 0 failed now)" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), before)
+    assert warm < cold
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.replace("levels = [1, 4]", "levels = [2]"))
+    plan = load_plan(path)
+    item = plan.items()[0]
+    a = run_item(item, plan, tmp_path / "a", progress=False)
+    b = run_item(item, plan, tmp_path / "b", progress=False)
+    assert a["metrics"] == b["metrics"]
+    assert a["train"]["history"][-1]["loss"] == b["train"]["history"][-1]["loss"]
+
+
+def test_unreadable_dataset_fails_its_items_and_the_rest_complete(tmp_path, capsys):
+    data = tmp_path / "lits_real"
+    write_phantom("lits", data, cases=5, shape=(32, 32, 8), seed=1, gzip=True)
+    victim = sorted(data.rglob("volume-2.nii.gz"))[0]
+    victim.write_bytes(gzip.compress(b"\0" * 64)[:20])  # truncated gzip stream
+    plan = TINY + f"""
+[[datasets]]
+name = "broken"
+kind = "lits"
+root = "{data}"
+"""
+    path = tmp_path / "plan.toml"
+    path.write_text(plan)
+    code = main(["bench", str(path), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "failed: LFU-Net w8|broken|s0: DataError: case 2:" in err
+    assert "Training Batch 2/volume-2.nii.gz: unreadable NIfTI header" in err
+    assert "lfubench bench: error: 2 item(s) failed: LFU-Net w8|broken|s0, U-Net w4|broken|s0" in err
+    tidy = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert set(tidy["dataset"]) == {"lits"}  # the phantom items completed
+    assert len(pd.read_csv(tmp_path / "run" / "table.csv")) == 3
