@@ -13,7 +13,7 @@ import argparse
 
 import models
 from bench.cli._output import format_rows, parse_shape
-from bench.environment import environment_record, format_environment
+from bench.environment import format_environment
 from bench.latency import Timing, profile
 
 TOLERANCE = 0.05
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         f"\nmedians {a:.3f} ms and {b:.3f} ms: relative difference {diff:.2%} "
         f"(target <= {TOLERANCE:.0%}): {verdict}"
     )
-    print("\nEnvironment:\n" + format_environment(environment_record("cpu")))
+    env = {k.removeprefix("env_"): v for k, v in row.items() if k.startswith("env_")}  # as measured
+    print("\nEnvironment:\n" + format_environment(env))
     return 0 if verdict == "PASS" else 1
 
 
