@@ -1,4 +1,4 @@
-"""nox sessions for lfubench: tests, lint (and later bench, sweep, report).
+"""nox sessions for lfubench: tests, lint, bench (the main job) and zoo.
 
 Every session installs a pinned, tested torch first (the CPU wheel ``torch==2.13.0`` by
 default). Set ``LFUBENCH_TORCH`` to another pip requirement (``torch==2.5.1``,
@@ -48,3 +48,11 @@ def zoo(session: nox.Session) -> None:
     """List the model zoo with parameters and GMACs at 3x256x256."""
     install_project(session)
     session.run("lfubench", "zoo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Run the default benchmark plan on fresh phantoms (CPU) into runs/default."""
+    install_project(session)
+    args = session.posargs or ["studies/plans/default.toml", "--out", "runs/default"]
+    session.run("lfubench", "bench", *args)

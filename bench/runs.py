@@ -16,6 +16,7 @@ seed drives the model initialisation, the training-slice draw and the loader ord
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -45,7 +46,10 @@ REGIONS = {"lits": ["liver", "tumor"], "brats": ["WT", "TC", "ET"]}
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
+    """A folder name for ``text``: its safe characters plus a short hash, so distinct texts
+    never share a folder (``UNet++`` and ``UNet+`` both reduce to ``UNet``)."""
+    safe = re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
+    return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
 
 
 class CacheSlices(Dataset):

@@ -32,11 +32,12 @@ def pareto_figure(points: pd.DataFrame, cost: str, score: str, title: str, conve
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     pts = points.dropna(subset=[cost, score])
-    for family, grp in pts.groupby(pts["label"].str.split().str[0], sort=True):
+    family_of = pts["model"] if "model" in pts else pts["label"]
+    for family, grp in pts.groupby(family_of, sort=True):
         ax.scatter(grp[cost], grp[score], label=family, s=28, zorder=3)
         for _, row in grp.iterrows():
             level = row.get("level")
-            tag = row["label"] + (f" L{int(level)}" if pd.notna(level) else "")
+            tag = row["label"] + (f" L{int(level)}" if pd.notna(level) and level > 0 else "")
             ax.annotate(tag, (row[cost], row[score]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     front = frontier(pts, cost, score)
     if len(front):
@@ -45,7 +46,7 @@ def pareto_figure(points: pd.DataFrame, cost: str, score: str, title: str, conve
     if len(pts) and (pts[cost] > 0).all():
         ax.set_xscale("log")
     ax.set_xlabel(COSTS.get(cost, cost))
-    ax.set_ylabel(score)
+    ax.set_ylabel(f"mean {score} (test cases; all classes/regions)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")

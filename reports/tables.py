@@ -48,7 +48,8 @@ def aggregate(tidy: pd.DataFrame, efficiency: pd.DataFrame | None = None) -> pd.
 def mean_score(tidy: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     """Per (label, level, dataset): the mean of ``metric`` over cases, seeds and classes/regions."""
     sel = tidy[tidy["metric"] == metric]
-    return sel.groupby(KEYS, sort=False)["value"].mean().rename(metric).reset_index()
+    keys = KEYS + (["model"] if "model" in tidy else [])
+    return sel.groupby(keys, sort=False)["value"].mean().rename(metric).reset_index()
 
 
 def _fmt(value, column: str) -> str:

@@ -21,13 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="Optuna storage: sqlite:///FILE (default: OUT/study.db), "
                    "journal:FILE for several local processes, or an RDB URL such as postgresql://...")
     p.add_argument("--max-items", type=int, help="stop this worker after N items")
+    p.add_argument("--grace", type=float, default=60.0,
+                   help="seconds without a heartbeat after which a running item counts as lost and is "
+                   "retried (default 60; workers stamp every min(10, grace/6) s)")
     p.add_argument("--no-report", action="store_true", help="skip tables, plots and the PDF")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from studies.engine import Engine
+    from studies.engine import Engine, EngineConfig
     from studies.plan import load_plan
 
     from ..runs import run_item
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         shutil.copyfile(args.plan, out / "plan.toml")
     storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     items = {item.id: item for item in plan.items()}
-    engine = Engine(storage, plan.name, list(items))
+    config = EngineConfig(heartbeat_s=min(10.0, args.grace / 6), grace_s=args.grace)
+    engine = Engine(storage, plan.name, list(items), config)
     done_before = sum(v == "complete" for v in engine.status().values())
     log.info("plan %s: %d items, %d already complete; storage %s",
              plan.name, len(items), done_before, storage)

@@ -125,3 +125,57 @@ root = "{data}"
     tidy = pd.read_csv(tmp_path / "run" / "results.csv")
     assert set(tidy["dataset"]) == {"lits"}  # the phantom items completed
     assert len(pd.read_csv(tmp_path / "run" / "table.csv")) == 3
+
+
+def test_killed_bench_worker_resumes_without_redoing_finished_items(tmp_path):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text(TINY.replace('levels = [1, 4]', 'levels = [4]') + """
+[[models]]
+name = "unet"
+label = "U-Net w4 second"
+base_width = 4
+""")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "bench.cli", "bench", str(plan), "--out", str(out), "--no-progress",
+           "--no-report", "--grace", "3"]
+    worker = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    db = out / "study.db"
+
+    def states():
+        if not db.exists():
+            return []
+        with sqlite3.connect(db) as con:
+            try:
+                return [r[0] for r in con.execute("select state from trials order by number")]
+            except sqlite3.OperationalError:
+                return []
+
+    deadline = time.time() + 300
+    while time.time() < deadline and not (states().count("COMPLETE") >= 1 and "RUNNING" in states()):
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate()
+    first = states()
+    assert first.count("COMPLETE") >= 1 and "RUNNING" in first, first
+    with sqlite3.connect(db) as con:
+        done_before = dict(con.execute(
+            "select p.param_value, t.datetime_complete from trials t join trial_params p "
+            "on p.trial_id = t.trial_id where t.state = 'COMPLETE'").fetchall())
+    time.sleep(4)  # past the grace period: the killed worker's item is lost, not running
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "3/3 items complete" in rerun.stdout
+    with sqlite3.connect(db) as con:
+        rows = con.execute("select p.param_value, t.state, t.datetime_complete from trials t "
+                           "join trial_params p on p.trial_id = t.trial_id").fetchall()
+    complete = [(item, when) for item, state, when in rows if state == "COMPLETE"]
+    assert sorted(item for item, _ in complete) == [0.0, 1.0, 2.0]  # each item complete exactly once
+    assert all(dict(complete)[item] == when for item, when in done_before.items())  # finished rows unchanged
+    assert [state for _, state, _ in rows].count("FAIL") == 1  # the killed item, recorded as lost
