@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import LfubenchError
-from ._output import format_rows
+from ._output import format_rows, parse_shape
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=run_prepare)
 
 
-def parse_xyz(text: str) -> tuple[int, int, int]:
-    """Parse ``"128x128x48"``; raise ``ValueError`` naming the text."""
-    try:
-        dims = tuple(int(p) for p in text.lower().split("x"))
-    except ValueError:
-        dims = ()
-    if len(dims) != 3 or min(dims) < 8:
-        raise ValueError(f"--shape must look like XxYxZ with sizes >= 8 (e.g. 128x128x48), got {text!r}")
-    return dims
-
-
 def run_phantom(args: argparse.Namespace) -> int:
     from ..data import write_phantom
 
-    shape = parse_xyz(args.shape) if args.shape else None
+    shape = parse_shape(args.shape, "--shape", "128x128x48", minimum=8) if args.shape else None
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         raise LfubenchError(f"{args.out} is not empty; choose a new folder or pass --overwrite")
     start = time.perf_counter()
