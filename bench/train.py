@@ -172,7 +172,8 @@ def train(
     if config.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, desc="train", unit="step", leave=False, dynamic_ncols=True)
+        bar = tqdm(total=total_steps, desc="train", unit="step", leave=False, dynamic_ncols=True,
+                   disable=None)  # None: off when the output is not a terminal (logs, CI)
     try:
         for epoch in range(1, epochs + 1):
             model.train()
