@@ -21,10 +21,9 @@ import torch
 from torch import nn
 
 from .data import SliceCache, find_cases, read_case
+from .datasets import DATASETS
 from .metrics import MetricsAccumulator
 
-REGION_SET = {"lits": "lits", "brats": "brats"}
-SCHEME = {"lits": "auto", "brats": "brats2023"}  # internal BraTS labels: 3 is enhancing
 
 
 @torch.no_grad()
@@ -73,7 +72,8 @@ def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, 
     dataset = cache.meta["config"]["dataset"]
     root = cache.meta["root"]
     cases = {c.case_id: c for c in find_cases(dataset, root)[0]}
-    acc = MetricsAccumulator(metrics, regions=REGION_SET[dataset], empty=empty, scheme=SCHEME[dataset])
+    facts = DATASETS[dataset]
+    acc = MetricsAccumulator(metrics, regions=facts.region_set, empty=empty, scheme=facts.label_scheme)
     for cid in case_ids:
         images, _ = cache.case_volume(cid)
         info = cache.cases[cid]

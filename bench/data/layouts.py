@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DATASETS = ("lits", "brats")
+from ..datasets import DATASETS
+
 BRATS_CHANNELS = ("flair", "t1", "t1ce", "t2")
 _BRATS_2023_SUFFIX = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w"}
 _LITS_RE = re.compile(r"(volume|segmentation)-(\d+)\.nii(\.gz)?")

@@ -20,11 +20,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..datasets import DATASETS
 from .reader import CaseData
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SIZE = {"lits": 256, "brats": 192}
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,10 @@ class PreprocessConfig:
     context: int = 3
 
     def __post_init__(self) -> None:
-        if self.dataset not in DEFAULT_SIZE:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose lits or brats")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         if self.size is None:
-            object.__setattr__(self, "size", DEFAULT_SIZE[self.dataset])
+            object.__setattr__(self, "size", DATASETS[self.dataset].default_size)
         if self.size < 16 or self.size % 16:
             raise ValueError(f"--size must be a positive multiple of 16, got {self.size}")
         if self.dataset == "brats":

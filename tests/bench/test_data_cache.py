@@ -248,7 +248,7 @@ def test_training_slices(data_lits_root, tmp_path):
 
 
 def test_cli_prepare_writes_cache_and_splits(data_brats_root, tmp_path, monkeypatch, capsys):
-    import bench.cli as cli
+    import lfubench.cli as cli
 
     monkeypatch.setattr(cli, "SUBCOMMANDS", ["data"])
     code = cli.main(["data", "prepare", "brats", str(data_brats_root), "--out", str(tmp_path), "--size", "64",

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import bench.cli as cli
+import lfubench.cli as cli
 from bench.data import DataError, find_cases, read_case, verify_dataset, write_phantom
 
 SHAPE = (32, 32, 8)

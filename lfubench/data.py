@@ -7,12 +7,14 @@ import logging
 import time
 from pathlib import Path
 
-from ..errors import LfubenchError
-from ._output import format_rows, parse_shape
+from bench.datasets import DATASETS
+from bench.errors import LfubenchError
+from reports.text import format_rows
+
+from .args import parse_shape
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("lits", "brats")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_phantom(args: argparse.Namespace) -> int:
-    from ..data import write_phantom
+    from bench.data import write_phantom
 
     shape = parse_shape(args.shape, "--shape", "128x128x48", minimum=8) if args.shape else None
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
@@ -80,7 +82,7 @@ def run_phantom(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..data import verify_dataset
+    from bench.data import verify_dataset
 
     cases, problems = verify_dataset(args.dataset, args.root, progress=True)
     if args.format == "text":
@@ -98,7 +100,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from ..data import PreprocessConfig, find_cases, make_splits, open_cache, prepare_cache, write_splits
+    from bench.data import PreprocessConfig, find_cases, make_splits, open_cache, prepare_cache, write_splits
 
     config = PreprocessConfig(args.dataset, size=args.size, context=args.context)
     start = time.perf_counter()

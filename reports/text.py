@@ -51,17 +51,3 @@ def format_rows(rows: Sequence[dict], fmt: str, header: str | None = None) -> st
     if header:
         out = [header, ""] + out
     return "\n".join(out)
-
-
-def parse_shape(text: str, option: str = "--input", example: str = "3x256x256",
-                minimum: int = 1) -> tuple[int, ...]:
-    """Parse ``"3x256x256"`` into ``(3, 256, 256)``; raise ``ValueError`` naming the option and text."""
-    try:
-        dims = tuple(int(p) for p in text.lower().split("x"))
-    except ValueError:
-        dims = ()
-    if len(dims) != 3 or min(dims) < minimum:
-        rule = f" with sizes >= {minimum}" if minimum > 1 else ""
-        raise ValueError(f"{option} must look like {'x'.join('CHW' if option == '--input' else 'XYZ')}"
-                         f"{rule} (e.g. {example}), got {text!r}")
-    return dims

@@ -8,9 +8,9 @@ import time
 import pandas as pd
 import pytest
 
-from bench.cli import main
+from lfubench.cli import main
 from bench.data import write_phantom
-from bench.runs import run_item
+from studies.pipeline import run_item
 from studies.plan import load_plan
 
 TINY = """
@@ -142,7 +142,7 @@ label = "U-Net w4 second"
 base_width = 4
 """)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "bench.cli", "bench", str(plan), "--out", str(out), "--no-progress",
+    cmd = [sys.executable, "-m", "lfubench", "bench", str(plan), "--out", str(out), "--no-progress",
            "--no-report", "--grace", "3"]
     worker = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})

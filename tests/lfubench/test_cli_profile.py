@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import models
-from bench.cli import main
+from lfubench.cli import main
 
 FAST = ["--min-iters", "1", "--max-iters", "2", "--time", "0", "--warmup-time", "0", "--threads", "1"]
 

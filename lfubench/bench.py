@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..errors import LfubenchError
+from bench.errors import LfubenchError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from studies.engine import Engine, EngineConfig
     from studies.plan import load_plan
 
-    from ..runs import run_item
+    from studies.pipeline import run_item
 
     plan = load_plan(args.plan)
     out = Path(args.out or Path("runs") / plan.name)

@@ -9,12 +9,14 @@ import torch
 
 import models
 
-from ..complexity import MAC_CONVENTION, mac_report, param_counts, render_markdown, report_rows
-from ..complexity.counters import fvcore_macs
-from ..environment import environment_record, format_environment
-from ..errors import LfubenchError
-from ..latency import MODES, PRECISIONS, Timing, profile
-from ._output import FORMATS, format_rows, parse_shape
+from bench.complexity import MAC_CONVENTION, mac_report, param_counts, render_markdown, report_rows
+from bench.complexity.counters import fvcore_macs
+from bench.environment import environment_record, format_environment
+from bench.errors import LfubenchError
+from bench.latency import MODES, PRECISIONS, Timing, profile
+from reports.text import FORMATS, format_rows
+
+from .args import parse_shape, parse_kwargs, parse_list
 
 log = logging.getLogger(__name__)
 
@@ -96,42 +98,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--module-depth", type=int, default=2, help="module depth of the --macs breakdown")
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default md)")
     p.set_defaults(func=run)
-
-
-def parse_value(text: str):
-    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, ``"none"`` -> None, else the string."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "none":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_kwargs(items: list[str], what: str = "model argument") -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{what} {item!r} must look like KEY=VALUE")
-        out[key] = parse_value(value)
-    return out
-
-
-def parse_list(text: str, allowed=None, what: str = "value") -> list:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise ValueError(f"empty {what} list {text!r}")
-    if allowed is not None:
-        for t in items:
-            if t not in allowed:
-                raise ValueError(f"unknown {what} {t!r}; choose from {', '.join(allowed)}")
-    return items
 
 
 def build(name: str, kwargs: dict, attrs: dict) -> torch.nn.Module:

@@ -1,4 +1,4 @@
-"""The ``lfubench`` command line: one module per subcommand under ``bench.cli``.
+"""The ``lfubench`` command line: one module per subcommand in the ``lfubench`` package.
 
 Each subcommand module defines ``register(subparsers)``, which adds its parser and sets
 ``func`` to a callable taking the parsed arguments and returning an exit code.
@@ -13,7 +13,7 @@ import sys
 
 from models import UnknownModelError
 
-from ..errors import LfubenchError
+from bench.errors import LfubenchError
 
 SUBCOMMANDS = ["zoo", "data", "profile", "bench"]
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(sub)
+        importlib.import_module(f"lfubench.{name}").register(sub)
     return parser
 
 

@@ -31,13 +31,13 @@ from torch.utils.data import Dataset
 
 import models
 
-from .complexity import count_params, fvcore_macs
-from .data import PreprocessConfig, make_splits, open_cache, prepare_cache, training_slices, write_phantom
-from .data.splits import SPLITS_FILE, write_splits
-from .environment import environment_record
-from .evaluate import evaluate_cases
-from .latency import Timing, profile
-from .train import TrainConfig, seed_everything, train
+from bench.complexity import count_params, fvcore_macs
+from bench.data import PreprocessConfig, make_splits, open_cache, prepare_cache, training_slices, write_phantom
+from bench.data.splits import SPLITS_FILE, write_splits
+from bench.environment import environment_record
+from bench.evaluate import evaluate_cases
+from bench.latency import Timing, profile
+from bench.train import TrainConfig, seed_everything, train
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,10 @@ import torch
 
 import models
 
-from ..complexity import MAC_CONVENTION, count_params, fvcore_macs
-from ._output import FORMATS, format_rows, parse_shape
+from bench.complexity import MAC_CONVENTION, count_params, fvcore_macs
+from reports.text import FORMATS, format_rows
+
+from .args import parse_shape
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,1 +1,0 @@
-"""Runnable benchmark scripts (``python -m bench.benchmarks.<name>``); not part of the test suite."""
