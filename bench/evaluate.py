@@ -25,7 +25,6 @@ from .datasets import DATASETS
 from .metrics import MetricsAccumulator
 
 
-
 @torch.no_grad()
 def predict_probabilities(model: nn.Module, images: np.ndarray, batch_size: int = 16, device: str = "cpu",
                           channels_last: bool = True):

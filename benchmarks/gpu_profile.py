@@ -15,9 +15,9 @@ import time
 import traceback
 
 import torch
+from bench.cli._output import format_rows
 
 import models
-from bench.cli._output import format_rows
 from bench.complexity import MAC_CONVENTION, fvcore_macs
 from bench.environment import environment_record, format_environment
 from bench.latency import CUDA_MEMORY, CUDA_TIMER, Timing, profile

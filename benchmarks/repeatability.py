@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-import models
 from bench.cli._output import format_rows, parse_shape
+
+import models
 from bench.environment import format_environment
 from bench.latency import Timing, profile
 

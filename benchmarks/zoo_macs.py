@@ -10,9 +10,9 @@ import argparse
 import time
 
 import torch
+from bench.cli._output import format_rows, parse_shape
 
 import models
-from bench.cli._output import format_rows, parse_shape
 from bench.complexity import COUNTERS, MAC_NOTE, mac_report
 
 TARGET_S = 60.0

@@ -31,9 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from studies.engine import Engine, EngineConfig
-    from studies.plan import load_plan
-
     from studies.pipeline import run_item
+    from studies.plan import load_plan
 
     plan = load_plan(args.plan)
     out = Path(args.out or Path("runs") / plan.name)

@@ -11,9 +11,8 @@ import importlib
 import logging
 import sys
 
-from models import UnknownModelError
-
 from bench.errors import LfubenchError
+from models import UnknownModelError
 
 SUBCOMMANDS = ["zoo", "data", "profile", "bench"]
 

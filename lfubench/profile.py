@@ -8,7 +8,6 @@ import logging
 import torch
 
 import models
-
 from bench.complexity import MAC_CONVENTION, mac_report, param_counts, render_markdown, report_rows
 from bench.complexity.counters import fvcore_macs
 from bench.environment import environment_record, format_environment
@@ -16,7 +15,7 @@ from bench.errors import LfubenchError
 from bench.latency import MODES, PRECISIONS, Timing, profile
 from reports.text import FORMATS, format_rows
 
-from .args import parse_shape, parse_kwargs, parse_list
+from .args import parse_kwargs, parse_list, parse_shape
 
 log = logging.getLogger(__name__)
 

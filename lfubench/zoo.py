@@ -7,7 +7,6 @@ import argparse
 import torch
 
 import models
-
 from bench.complexity import MAC_CONVENTION, count_params, fvcore_macs
 from reports.text import FORMATS, format_rows
 

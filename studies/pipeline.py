@@ -30,9 +30,15 @@ import torch
 from torch.utils.data import Dataset
 
 import models
-
 from bench.complexity import count_params, fvcore_macs
-from bench.data import PreprocessConfig, make_splits, open_cache, prepare_cache, training_slices, write_phantom
+from bench.data import (
+    PreprocessConfig,
+    make_splits,
+    open_cache,
+    prepare_cache,
+    training_slices,
+    write_phantom,
+)
 from bench.data.splits import SPLITS_FILE, write_splits
 from bench.environment import environment_record
 from bench.evaluate import evaluate_cases

@@ -8,8 +8,8 @@ import time
 import pandas as pd
 import pytest
 
-from lfubench.cli import main
 from bench.data import write_phantom
+from lfubench.cli import main
 from studies.pipeline import run_item
 from studies.plan import load_plan
 
