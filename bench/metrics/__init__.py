@@ -9,9 +9,12 @@ equal to ``medpy.metric.binary`` (0.5) to floating-point rounding wherever medpy
   of both directions pooled), :func:`assd`; plus :func:`hd95_max_directed` (MONAI's "larger of the
   directed 95th percentiles", a different number) and :func:`surface_distances`.
 
-Empty masks, where medpy raises, follow ``empty="brats"`` (default: both empty -> Dice 1 and
-distances 0; one empty -> Dice 0 and distances 373.13 mm) or ``empty="nan"`` (nnU-Net: NaN where
-undefined, counted by the accumulator); see :mod:`bench.metrics.binary`.
+Empty masks, where medpy raises, follow ``empty="brats"`` (default, the BraTS challenge's rule:
+both empty -> Dice 1 and distances 0; one empty -> Dice 0 and distances 373.13 mm, the diagonal of
+the 240 x 240 x 155 mm BraTS volume), ``empty="diagonal"`` (as ``brats``, but one empty -> distances
+equal to the diagonal of the case's own array in mm, ``sqrt(sum((shape_i * spacing_i)**2))``) or
+``empty="nan"`` (nnU-Net: NaN where undefined, counted by the accumulator); see
+:mod:`bench.metrics.binary`. :data:`EMPTY_CONVENTIONS` lists the names.
 
 Multi-class: :func:`lits_classes` (liver >= 1, tumor == 2), :func:`brats_regions` (WT/TC/ET from
 labels 0/1/2/4 or 0/1/2/3), and :class:`MetricsAccumulator` (MONAI style: call per case,

@@ -21,10 +21,11 @@ __all__ = [
     "check_connectivity",
     "check_empty",
     "check_spacing",
+    "volume_diagonal",
 ]
 
 #: Names of the selectable empty-mask conventions (see :mod:`bench.metrics`).
-EMPTY_CONVENTIONS = ("brats", "nan")
+EMPTY_CONVENTIONS = ("brats", "diagonal", "nan")
 
 #: Distance penalty of the ``brats`` convention when exactly one mask is empty: the diagonal of a
 #: 240 x 240 x 155 mm volume, sqrt(240**2 + 240**2 + 155**2) = 373.1287 mm.
@@ -118,6 +119,16 @@ def check_spacing(spacing: float | Sequence[float] | None, ndim: int) -> np.ndar
     if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
         raise MetricInputError(f"spacing values must be finite and positive, got {sp.tolist()}")
     return sp
+
+
+def volume_diagonal(shape: Sequence[int], spacing: np.ndarray) -> float:
+    """Diagonal in mm of an array of ``shape`` with voxel size ``spacing`` (the ``diagonal`` penalty).
+
+    ``sqrt(sum((shape_i * spacing_i)**2))``: the extent of the whole array, voxel edges included,
+    so a 240 x 240 x 155 array at 1 mm gives :data:`BRATS_MAX_DISTANCE_MM`.
+    """
+    extent = np.asarray(shape, dtype=np.float64) * np.asarray(spacing, dtype=np.float64)
+    return float(math.sqrt(float(np.sum(extent * extent))))
 
 
 def check_connectivity(connectivity: int, ndim: int) -> int:

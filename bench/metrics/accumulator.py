@@ -48,8 +48,9 @@ class MetricsAccumulator:
             :meth:`aggregate` adds their ``mean``.
         spacing: default voxel size in mm per array axis (``None``: 1). Default ``None``.
         connectivity: surface structuring element of the distance metrics. Default 1.
-        empty: empty-mask convention, ``"brats"`` or ``"nan"`` (see :mod:`bench.metrics`).
-            Default ``"brats"``.
+        empty: empty-mask convention, ``"brats"``, ``"diagonal"`` (a missed or spurious region gets
+            the diagonal of that case's array in mm, from its shape and spacing) or ``"nan"``
+            (see :mod:`bench.metrics`). Default ``"brats"``.
         scheme: BraTS label scheme for ``regions="brats"`` (:func:`bench.metrics.brats_regions`).
             Default ``"auto"``.
     """

@@ -14,16 +14,21 @@ counts. Distance metrics (``hd``, ``hd95``, ``assd``) use the surface distances 
 
 Empty masks, where medpy raises, follow a named convention (``empty=``):
 
-==========  ======================================  ===================================
-convention  both masks empty                        exactly one mask empty
-==========  ======================================  ===================================
-``brats``   overlap metrics 1, distances 0          overlap metrics 0, distances 373.13 mm
-``nan``     NaN for every metric (nnU-Net)          Dice/IoU 0, others NaN where undefined
-==========  ======================================  ===================================
+============  ======================================  =====================================
+convention    both masks empty                        exactly one mask empty
+============  ======================================  =====================================
+``brats``     overlap metrics 1, distances 0          overlap metrics 0, distances 373.13 mm
+``diagonal``  overlap metrics 1, distances 0          overlap metrics 0, distances = the
+                                                      diagonal of the mask array in mm
+``nan``       NaN for every metric (nnU-Net)          Dice/IoU 0, others NaN where undefined
+============  ======================================  =====================================
 
 Under ``nan`` a value is NaN exactly when its formula is undefined: Dice and IoU when both masks
 are empty, sensitivity when ``ref`` is empty, precision when ``pred`` is empty, distances when
-either is empty. 373.13 mm is the diagonal of a 240 x 240 x 155 mm volume (BraTS).
+either is empty. 373.13 mm is the diagonal of a 240 x 240 x 155 mm volume (BraTS, the
+challenge's rule); ``diagonal`` uses the case's own extent instead,
+``sqrt(sum((shape_i * spacing_i)**2))`` (``spacing`` ``None``: 1 per axis), the right scale for a
+volume of any other size (LiTS).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from bench.metrics._inputs import (
     check_connectivity,
     check_empty,
     check_spacing,
+    volume_diagonal,
 )
 from bench.metrics.surface import cropped_surface_distances, union_box
 
@@ -75,7 +81,8 @@ def overlap_from_counts(metric: str, tp: int, n_pred: int, n_ref: int, empty: st
         tp: voxels in both masks.
         n_pred: voxels in the prediction.
         n_ref: voxels in the reference.
-        empty: ``"brats"`` or ``"nan"``. Default ``"brats"``.
+        empty: ``"brats"``, ``"diagonal"`` (the same for overlap metrics) or ``"nan"``.
+            Default ``"brats"``.
     """
     if metric == "dice":
         num, den = 2 * tp, n_pred + n_ref
@@ -106,10 +113,15 @@ def _distance_from_surfaces(metric: str, d_pr: np.ndarray, d_rp: np.ndarray) -> 
     raise MetricInputError(f"unknown distance metric {metric!r}; choose one of {DISTANCE_METRICS}")
 
 
-def _empty_distance(pred_empty: bool, ref_empty: bool, empty: str) -> float:
+def _empty_distance(
+    pred_empty: bool, ref_empty: bool, empty: str, shape: Sequence[int], sp: np.ndarray
+) -> float:
+    """A distance metric's value when at least one mask is empty (module docstring's table)."""
     if empty == "nan":
         return math.nan
-    return 0.0 if pred_empty and ref_empty else BRATS_MAX_DISTANCE_MM
+    if pred_empty and ref_empty:
+        return 0.0
+    return volume_diagonal(shape, sp) if empty == "diagonal" else BRATS_MAX_DISTANCE_MM
 
 
 def evaluate_pair(
@@ -129,7 +141,8 @@ def evaluate_pair(
         spacing: voxel size in mm per array axis, one number, or ``None`` for 1. Default ``None``.
         metrics: names from :data:`ALL_METRICS`. Default all.
         connectivity: surface structuring element (medpy's default 1). Default 1.
-        empty: empty-mask convention, ``"brats"`` or ``"nan"`` (module docstring). Default ``"brats"``.
+        empty: empty-mask convention, ``"brats"``, ``"diagonal"`` or ``"nan"`` (module docstring).
+            Default ``"brats"``.
 
     Returns:
         ``{metric: value}`` as Python floats, in the order asked.
@@ -175,7 +188,7 @@ def _evaluate(
         if m in OVERLAP_METRICS:
             out[m] = overlap_from_counts(m, tp, n_pred, n_ref, empty)
         elif p_empty or r_empty:
-            out[m] = _empty_distance(p_empty, r_empty, empty)
+            out[m] = _empty_distance(p_empty, r_empty, empty, p.shape, sp)
         else:
             if surfaces is None:
                 surfaces = cropped_surface_distances(pc, rc, sp, conn)
@@ -189,8 +202,8 @@ def dice(pred, ref, *, empty: str = "brats") -> float:
     Args:
         pred: predicted binary mask, 2D or 3D, bool or numeric 0/1.
         ref: reference binary mask of the same shape.
-        empty: both masks empty gives 1 under ``"brats"``, NaN under ``"nan"`` (medpy 0.5.2 returns
-            NaN with a RuntimeWarning). Default ``"brats"``.
+        empty: both masks empty gives 1 under ``"brats"`` and ``"diagonal"``, NaN under ``"nan"``
+            (medpy 0.5.2 returns NaN with a RuntimeWarning). Default ``"brats"``.
     """
     return evaluate_pair(pred, ref, None, ("dice",), empty=empty)["dice"]
 
@@ -206,8 +219,8 @@ def sensitivity(pred, ref, *, empty: str = "brats") -> float:
     Args:
         pred: predicted binary mask.
         ref: reference binary mask of the same shape.
-        empty: for an empty ``ref``: 1 if ``pred`` is empty too, else 0 under ``"brats"``; NaN under
-            ``"nan"``. Default ``"brats"``.
+        empty: for an empty ``ref``: 1 if ``pred`` is empty too, else 0 under ``"brats"`` and
+            ``"diagonal"``; NaN under ``"nan"``. Default ``"brats"``.
     """
     return evaluate_pair(pred, ref, None, ("sensitivity",), empty=empty)["sensitivity"]
 
@@ -218,8 +231,8 @@ def precision(pred, ref, *, empty: str = "brats") -> float:
     Args:
         pred: predicted binary mask.
         ref: reference binary mask of the same shape.
-        empty: for an empty ``pred``: 1 if ``ref`` is empty too, else 0 under ``"brats"``; NaN under
-            ``"nan"``. Default ``"brats"``.
+        empty: for an empty ``pred``: 1 if ``ref`` is empty too, else 0 under ``"brats"`` and
+            ``"diagonal"``; NaN under ``"nan"``. Default ``"brats"``.
     """
     return evaluate_pair(pred, ref, None, ("precision",), empty=empty)["precision"]
 
@@ -232,7 +245,8 @@ def hd(pred, ref, spacing: Spacing = None, *, connectivity: int = 1, empty: str 
         ref: reference binary mask of the same shape.
         spacing: voxel size in mm per array axis, one number, or ``None`` for 1. Default ``None``.
         connectivity: surface structuring element, medpy's default. Default 1.
-        empty: ``"brats"`` (0 if both empty, 373.13 mm if one is) or ``"nan"``. Default ``"brats"``.
+        empty: ``"brats"`` (0 if both empty, 373.13 mm if one is), ``"diagonal"`` (0 if both
+            empty, the diagonal of the array in mm if one is) or ``"nan"``. Default ``"brats"``.
     """
     return evaluate_pair(pred, ref, spacing, ("hd",), connectivity=connectivity, empty=empty)["hd"]
 
@@ -249,7 +263,8 @@ def hd95(pred, ref, spacing: Spacing = None, *, connectivity: int = 1, empty: st
         ref: reference binary mask of the same shape.
         spacing: voxel size in mm per array axis, one number, or ``None`` for 1. Default ``None``.
         connectivity: surface structuring element, medpy's default. Default 1.
-        empty: ``"brats"`` (0 if both empty, 373.13 mm if one is) or ``"nan"``. Default ``"brats"``.
+        empty: ``"brats"`` (0 if both empty, 373.13 mm if one is), ``"diagonal"`` (0 if both
+            empty, the diagonal of the array in mm if one is) or ``"nan"``. Default ``"brats"``.
     """
     return evaluate_pair(pred, ref, spacing, ("hd95",), connectivity=connectivity, empty=empty)["hd95"]
 

@@ -24,7 +24,7 @@ How it is made fast without changing a single value:
    (``scipy.spatial.cKDTree``) over the partner surface. Both give
    ``sqrt(sum((delta_i * spacing_i)**2))`` in float64, the number scipy's transform stores.
 
-On the LiTS-sized case of ``bench.benchmarks.metrics_speed`` (2 shared CPUs) the crop alone
+On the LiTS-sized case of ``benchmarks/metrics_speed.py`` (2 shared CPUs) the crop alone
 with scipy's transform was 11-14x faster than medpy, the crop with the float32 ``edt`` package
 34-52x (1e-7 relative from scipy, so not adopted), the narrow band 97-134x; all give medpy's HD95.
 """

@@ -217,6 +217,76 @@ def test_empty_nan_convention():
     assert math.isnan(M.hd95(SOME, EMPTY, empty="nan")) and math.isnan(M.dice(EMPTY, EMPTY, empty="nan"))
 
 
+def test_empty_diagonal_convention_uses_the_array_extent():
+    """One mask empty: every distance is the diagonal of the array in mm, sqrt(sum((n_i * s_i)**2)).
+
+    10 x 20 x 30 voxels of 2 x 1 x 0.5 mm are 20 x 20 x 15 mm: diagonal sqrt(1025) = 32.0156 mm.
+    """
+    empty = np.zeros((10, 20, 30), bool)
+    some = empty.copy()
+    some[3:6, 4:9, 10:20] = True
+    want = math.sqrt(20.0**2 + 20.0**2 + 15.0**2)
+    assert want == math.sqrt(1025.0)
+    for pred, ref in ((empty, some), (some, empty)):
+        one = M.evaluate_pair(pred, ref, (2.0, 1.0, 0.5), empty="diagonal")
+        assert one["dice"] == one["iou"] == one["sensitivity"] == one["precision"] == 0.0
+        assert {m: one[m] for m in M.DISTANCE_METRICS} == {m: want for m in M.DISTANCE_METRICS}
+    # every function that takes ``empty`` honours it
+    for fn in (M.hd, M.hd95, M.assd, M.hd95_max_directed):
+        assert fn(empty, some, (2.0, 1.0, 0.5), empty="diagonal") == want
+    assert M.dice(empty, some, empty="diagonal") == 0.0
+    # both empty: as brats (overlap 1, distances 0)
+    both = M.evaluate_pair(empty, empty, (2.0, 1.0, 0.5), empty="diagonal")
+    assert both == {m: (1.0 if m in M.OVERLAP_METRICS else 0.0) for m in M.ALL_METRICS}
+    assert M.sensitivity(empty, empty, empty="diagonal") == M.precision(empty, empty, empty="diagonal") == 1.0
+    # spacing None is 1 mm per axis; one number is isotropic; 2D masks too
+    assert M.hd95(empty, some, empty="diagonal") == math.sqrt(10**2 + 20**2 + 30**2)
+    assert M.hd(empty, some, 3.0, empty="diagonal") == math.sqrt(30.0**2 + 60.0**2 + 90.0**2)
+    assert M.hd95(empty[0], some[4], (0.5, 2.0), empty="diagonal") == math.sqrt(10.0**2 + 60.0**2)
+    # non-empty pairs are untouched by the convention
+    assert M.hd95(some, some[::-1].copy(), (2.0, 1.0, 0.5), empty="diagonal") == M.hd95(
+        some, some[::-1].copy(), (2.0, 1.0, 0.5)
+    )
+
+
+def test_brats_penalty_is_the_brats_volume_diagonal_whatever_the_array():
+    """``brats`` keeps 373.1287 mm for any array; ``diagonal`` equals it on a 240 x 240 x 155 mm one."""
+    assert M.BRATS_MAX_DISTANCE_MM == pytest.approx(373.1287, abs=5e-5)
+    assert M.EMPTY_CONVENTIONS == ("brats", "diagonal", "nan")
+    assert M.hd95(EMPTY, SOME, (2.0, 1.0, 0.5), empty="brats") == M.BRATS_MAX_DISTANCE_MM
+    brats_grid = np.zeros((155, 240, 240), bool)  # z, y, x at 1 mm
+    brats_grid[0, 0, 0] = True
+    none = np.zeros_like(brats_grid)
+    assert M.hd95(none, brats_grid, (1, 1, 1), empty="diagonal") == M.BRATS_MAX_DISTANCE_MM
+    assert M.hd95(none, brats_grid, (1, 1, 1), empty="brats") == M.BRATS_MAX_DISTANCE_MM
+
+
+def test_accumulator_diagonal_uses_each_case_shape_and_spacing():
+    """LiTS label maps: the tumor is missed in case a and spurious in case b; liver is found."""
+    ref_a = np.zeros((4, 6, 8), np.uint8)
+    ref_a[1:3, 1:5, 1:7] = 1
+    ref_a[2, 2, 3] = 2
+    pred_a = np.where(ref_a > 0, 1, 0).astype(np.uint8)  # liver exact, tumor missed
+    ref_b = np.zeros((5, 5, 10), np.uint8)
+    ref_b[1:4, 1:4, 2:8] = 1
+    pred_b = ref_b.copy()
+    pred_b[2, 2, 4] = 2  # tumor where the reference has none
+    acc = M.MetricsAccumulator(("dice", "hd95", "assd"), regions="lits", empty="diagonal", spacing=(1, 1, 1))
+    acc(pred_a, ref_a, case="a", spacing=(2.5, 0.8, 0.8))
+    acc(pred_b, ref_b, case="b")  # the accumulator's default spacing
+    values = {(r["case"], r["region"], r["metric"]): r["value"] for r in acc.rows()}
+    diag_a = math.sqrt((4 * 2.5) ** 2 + (6 * 0.8) ** 2 + (8 * 0.8) ** 2)
+    diag_b = math.sqrt(5**2 + 5**2 + 10**2)
+    for case, diag in (("a", diag_a), ("b", diag_b)):
+        assert values[case, "liver", "dice"] == 1.0 and values[case, "liver", "hd95"] == 0.0
+        assert values[case, "tumor", "dice"] == 0.0
+        assert values[case, "tumor", "hd95"] == values[case, "tumor", "assd"]
+        assert values[case, "tumor", "hd95"] == pytest.approx(diag, rel=1e-15)
+    tumor = {row["metric"]: row for row in acc.aggregate() if row["region"] == "tumor"}
+    assert tumor["hd95"]["mean"] == pytest.approx((diag_a + diag_b) / 2)
+    assert (tumor["hd95"]["n_missed"], tumor["hd95"]["n_spurious"], tumor["hd95"]["n_nan"]) == (1, 1, 0)
+
+
 def test_sensitivity_precision_match_medpy_when_defined():
     a, b = random_pair(11, (10, 12), 0.3, True)
     assert M.sensitivity(a, b) == mb.sensitivity(a, b) and M.precision(a, b) == mb.precision(a, b)
