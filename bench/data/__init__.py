@@ -2,13 +2,13 @@
 preprocessing, the memory-mapped slice cache and case-level splits.
 
 Modules: ``layouts`` (finding cases), ``nifti`` (canonical reading, :class:`DataError`),
-``reader`` (checking and reading a case), ``verify`` (a whole dataset), ``labels`` (label
-conventions and regions), ``phantom`` (synthetic data), ``preprocess``, ``cache``, ``splits``,
-``selection`` (training slices).
+``reader`` (checking and reading a case), ``verify`` (a whole dataset), ``labels`` (file label
+conventions; the evaluation regions are :func:`bench.metrics.split_labels`), ``phantom``
+(synthetic data), ``preprocess``, ``cache``, ``splits``, ``selection`` (training slices).
 """
 
 from .cache import CACHE_VERSION, SliceCache, open_cache, prepare_cache
-from .labels import REGIONS, map_labels, regions
+from .labels import map_labels
 from .layouts import Case, Problem, find_cases
 from .nifti import DataError, Volume, read_volume
 from .phantom import DEFAULT_SHAPE, write_phantom
@@ -19,9 +19,9 @@ from .splits import make_splits, read_splits, write_splits
 from .verify import verify_dataset
 
 __all__ = [
-    "CACHE_VERSION", "DEFAULT_SHAPE", "REGIONS", "Case", "CaseData", "DataError", "PreprocessConfig",
+    "CACHE_VERSION", "DEFAULT_SHAPE", "Case", "CaseData", "DataError", "PreprocessConfig",
     "Problem",
     "SliceCache", "Volume", "find_cases", "inspect_case", "make_splits", "map_labels", "open_cache",
-    "prepare_cache", "preprocess_case", "read_case", "read_splits", "read_volume", "regions",
+    "prepare_cache", "preprocess_case", "read_case", "read_splits", "read_volume",
     "training_slices", "verify_dataset", "write_phantom", "write_splits",
 ]

@@ -17,7 +17,8 @@ equal to the diagonal of the case's own array in mm, ``sqrt(sum((shape_i * spaci
 :mod:`bench.metrics.binary`. :data:`EMPTY_CONVENTIONS` lists the names.
 
 Multi-class: :func:`lits_classes` (liver >= 1, tumor == 2), :func:`brats_regions` (WT/TC/ET from
-labels 0/1/2/4 or 0/1/2/3), and :class:`MetricsAccumulator` (MONAI style: call per case,
+labels 0/1/2/4 or 0/1/2/3), :func:`split_labels` (either, by region set name: the one label ->
+region implementation of lfubench), and :class:`MetricsAccumulator` (MONAI style: call per case,
 ``aggregate()``, ``reset()``; tidy rows for pandas; pooled "global" Dice as LiTS reports it).
 
 Bad input raises :class:`MetricInputError`, a ``ValueError`` with a one-line message.
@@ -39,7 +40,14 @@ from bench.metrics.binary import (
     precision,
     sensitivity,
 )
-from bench.metrics.regions import BRATS_REGIONS, BRATS_SCHEMES, LITS_CLASSES, brats_regions, lits_classes
+from bench.metrics.regions import (
+    BRATS_REGIONS,
+    BRATS_SCHEMES,
+    LITS_CLASSES,
+    brats_regions,
+    lits_classes,
+    split_labels,
+)
 from bench.metrics.surface import surface_distances
 
 __all__ = [
@@ -64,5 +72,6 @@ __all__ = [
     "lits_classes",
     "precision",
     "sensitivity",
+    "split_labels",
     "surface_distances",
 ]

@@ -8,9 +8,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bench.data import find_cases, read_case, regions, write_phantom
+from bench.data import find_cases, read_case, write_phantom
 from bench.data.labels import map_labels
 from bench.data.phantom import brats_case, lits_case
+from bench.datasets import DATASETS
+from bench.metrics import MetricInputError, split_labels
 
 SHAPE = (64, 64, 16)
 
@@ -182,18 +184,23 @@ def test_label_mapping_and_regions():
     np.testing.assert_array_equal(map_labels(np.array([0, 1, 2, 3]), "brats_2023"), [0, 1, 2, 3])
     with pytest.raises(ValueError, match="unexpected label values"):
         map_labels(np.array([0, 3]), "brats_legacy")
-    r = regions(internal, "brats")
+    # regions come from bench.metrics.split_labels (2D/3D label maps: one row here), with the
+    # scheme of the internal labels the cache holds (bench.datasets)
+    internal_scheme = DATASETS["brats"].label_scheme
+    r = {k: v[0] for k, v in split_labels(internal[None], "brats", scheme=internal_scheme).items()}
     np.testing.assert_array_equal(r["WT"], [False, True, True, True])
     np.testing.assert_array_equal(r["TC"], [False, True, False, True])
     np.testing.assert_array_equal(r["ET"], [False, False, False, True])
-    r_legacy = regions(legacy, "brats", convention="legacy")
+    r_legacy = split_labels(legacy[None], "brats", scheme="brats")  # 2018-2021 files: ET = 4
     for key in ("WT", "TC", "ET"):
-        np.testing.assert_array_equal(r_legacy[key], r[key])
-    r_2023 = regions(np.array([0, 1, 2, 3, 4]), "brats", convention="2023")
-    np.testing.assert_array_equal(r_2023["ET"], [False, False, False, True, False])
-    liver = regions(np.array([0, 1, 2]), "lits")
-    np.testing.assert_array_equal(liver["liver"], [False, True, True])
-    np.testing.assert_array_equal(liver["tumor"], [False, False, True])
+        np.testing.assert_array_equal(r_legacy[key][0], r[key])
+    r_2023 = split_labels(np.array([[0, 1, 2, 3]]), "brats", scheme="brats2023")
+    np.testing.assert_array_equal(r_2023["ET"][0], [False, False, False, True])
+    with pytest.raises(MetricInputError, match="label 4"):  # 4 is not a BraTS 2023 label
+        split_labels(np.array([[0, 1, 2, 3, 4]]), "brats", scheme="brats2023")
+    liver = split_labels(np.array([[0, 1, 2]]), "lits")
+    np.testing.assert_array_equal(liver["liver"][0], [False, True, True])
+    np.testing.assert_array_equal(liver["tumor"][0], [False, False, True])
 
 
 def test_unknown_layout_and_dataset_rejected(tmp_path):
