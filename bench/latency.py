@@ -41,7 +41,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,10 @@ from torch import nn
 
 from .environment import environment_record
 
+#: the precisions lfubench measures, name -> autocast dtype (``None``: no autocast); the one list,
+#: imported by everything that accepts a precision
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: what is timed: an inference forward, a training step
 MODES = ("inference", "train")
 MB = 2**20
 
@@ -457,6 +460,3 @@ def _measure_one(
         out.update(status=status, error=error)
     return out
 
-
-def timing_dict(timing: Timing) -> dict:
-    return asdict(timing)
