@@ -33,13 +33,14 @@ PARAMS = "parameters of the model as evaluated (at its pruning level)"
 def empty_rule(rule: str) -> str:
     """The sentence for an empty-mask rule of :mod:`bench.metrics` (``brats``, ``diagonal``, ``nan``)."""
     if rule == "brats":
-        return ("both empty: Dice 1, HD95 0; one empty: Dice 0, HD95 "
-                f"{BRATS_MAX_DISTANCE_MM:.2f} mm (BraTS challenge rule)")
+        return ("empty masks: both empty -> Dice 1, HD95 0; one empty -> Dice 0, HD95 "
+                f"{BRATS_MAX_DISTANCE_MM:.2f} mm (the BraTS challenge's rule)")
     if rule == "diagonal":
-        return ("both empty: Dice 1, HD95 0; one empty: Dice 0, HD95 = the diagonal of the case's "
-                "volume in mm")
+        return ("empty masks: both empty -> Dice 1, HD95 0; one empty -> Dice 0, HD95 = the diagonal "
+                "of the case's own volume in mm")
     if rule == "nan":
-        return "Dice and HD95 NaN where a mask is empty, counted in the 'nan' columns, left out of means"
+        return ("empty masks: Dice and HD95 NaN where undefined, counted in the 'nan' columns, left out "
+                "of means")
     raise ValueError(f"unknown empty-mask rule {rule!r}; choose one of {', '.join(EMPTY_CONVENTIONS)}")
 
 

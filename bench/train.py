@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .environment import torch_threads
 from .losses import DiceCELoss, deep_supervision_loss
 
 log = logging.getLogger(__name__)
@@ -54,20 +55,23 @@ class TrainConfig:
             CPU it makes grouped convolutions many times faster). Defaults to True.
         threads: CPU threads for torch (None leaves torch's default). Defaults to None.
         progress: show a progress bar. Defaults to True.
+
+    Field metadata (``min``, ``exclusive``) states each setting's range; plans validate
+    against it (:mod:`studies.schema`).
     """
 
-    epochs: int = 10
-    steps: int | None = None
-    minutes: float | None = None
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    val_every: int = 1
+    epochs: int = field(default=10, metadata={"min": 1})
+    steps: int | None = field(default=None, metadata={"min": 1})
+    minutes: float | None = field(default=None, metadata={"min": 0, "exclusive": True})
+    batch_size: int = field(default=16, metadata={"min": 1})
+    lr: float = field(default=1e-3, metadata={"min": 0, "exclusive": True})
+    weight_decay: float = field(default=1e-4, metadata={"min": 0})
+    val_every: int = field(default=1, metadata={"min": 1})
     seed: int = 0
     device: str = "cpu"
     amp: bool = True
     channels_last: bool = True
-    threads: int | None = None
+    threads: int | None = field(default=None, metadata={"min": 1})
     progress: bool = True
 
     def to_dict(self) -> dict:
@@ -141,9 +145,13 @@ def train(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with torch_threads(config.threads):
+        return _train(model, train_set, val_set, num_classes, config, out_dir)
+
+
+def _train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, num_classes: int,
+           config: TrainConfig, out_dir: Path) -> TrainResult:
     device = config.device
-    if config.threads:
-        torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     cuda = device.startswith("cuda")
     model.to(device)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -18,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark plan (TOML) and write results and reports")
     p.add_argument("plan", help="plan TOML file (see studies/plans/)")
     p.add_argument("--out", help="run folder (default runs/<plan name>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a plan setting, validated like the file: train.epochs=2, "
+                   "measure.batch_sizes=[1,8], datasets.NAME.cases=6, models.LABEL.base_width=16, "
+                   "seeds=[0,1] (repeatable; the run folder keeps the effective plan)")
     p.add_argument("--storage", help="Optuna storage: sqlite:///FILE (default: OUT/study.db), "
                    "journal:FILE for several local processes, or an RDB URL such as postgresql://...")
     p.add_argument("--max-items", type=int, help="stop this worker after N items")
@@ -29,16 +32,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from studies.engine import Engine, EngineConfig
-    from studies.pipeline import run_item
-    from studies.plan import load_plan
+def write_effective_plan(plan, out: Path) -> None:
+    """Keep the effective plan in the run folder; refuse a folder that holds a different one
+    (finished items would otherwise be mixed with items of other settings)."""
+    import tomllib
 
-    plan = load_plan(args.plan)
+    import tomli_w
+
+    path = out / "plan.toml"
+    effective = plan.to_dict()
+    if path.exists():
+        try:
+            kept = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError:
+            kept = None
+        if kept != effective:
+            changed = sorted(k for k in set(effective) | set(kept or {})
+                             if (kept or {}).get(k) != effective.get(k))
+            raise LfubenchError(f"{out} holds a run of a different plan (differs in: {', '.join(changed)}); "
+                                "choose another --out, or delete the folder to start over")
+        return
+    tmp = path.with_name(".plan.toml.tmp")
+    tmp.write_text(f"# the effective plan of this run: {plan.path} with its --set overrides, defaults "
+                   f"filled in\n{tomli_w.dumps(effective)}")
+    tmp.replace(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from reports.build import build_outputs
+    from studies.engine import Engine, EngineConfig
+    from studies.pipeline import budget, run_item
+    from studies.plan import load_plan
+    from studies.progress import PlanProgress
+    from studies.records import collect
+
+    plan = load_plan(args.plan, overrides=args.set)
     out = Path(args.out or Path("runs") / plan.name)
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / "plan.toml").exists():
-        shutil.copyfile(args.plan, out / "plan.toml")
+    write_effective_plan(plan, out)
     storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     items = {item.id: item for item in plan.items()}
     config = EngineConfig(heartbeat_s=min(10.0, args.grace / 6), grace_s=args.grace)
@@ -46,19 +79,28 @@ def run(args: argparse.Namespace) -> int:
     done_before = sum(v == "complete" for v in engine.status().values())
     log.info("plan %s: %d items, %d already complete; storage %s",
              plan.name, len(items), done_before, storage)
-    counts = engine.run(lambda item_id: run_item(items[item_id], plan, out, progress=not args.no_progress),
-                        max_items=args.max_items)
+    progress = PlanProgress(len(items), done_before, budget(plan), bar=not args.no_progress)
+
+    def work(item_id: str) -> dict:
+        t0 = progress.start(item_id)
+        try:
+            record = run_item(items[item_id], plan, out, progress=not args.no_progress)
+        except Exception as err:
+            progress.failed_item(item_id, err, t0)
+            raise
+        progress.finished(item_id, record, t0)
+        return record
+
+    with logging_redirect_tqdm():
+        counts = engine.run(work, max_items=args.max_items)
     status = engine.status()
+    progress.close(sum(v == "complete" for v in status.values()))
     for item_id, state in status.items():
         if state == "failed":
-            reason = next((t.user_attrs.get("fail_reason") for t in reversed(engine.study.trials)
-                           if t.params.get("item") == item_id), "")
-            print(f"failed: {item_id}: {reason}", file=sys.stderr)
+            print(f"failed: {item_id}: {engine.fail_reason(item_id)}", file=sys.stderr)
     if not args.no_report:
-        from reports.build import build_outputs, collect
-
-        tidy, eff = collect(engine.completed())
-        written = build_outputs(out, tidy, eff, f"lfubench: {plan.name}")
+        results, efficiency, item_table = collect(engine.completed())
+        written = build_outputs(out, results, efficiency, item_table, f"lfubench: {plan.name}")
         print((out / "table.md").read_text())
         log.info("wrote %s", ", ".join(str(p) for paths in written.values() for p in paths))
     n_done = sum(v == "complete" for v in status.values())

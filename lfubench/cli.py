@@ -12,7 +12,7 @@ import logging
 import sys
 
 from bench.errors import LfubenchError
-from models import UnknownModelError
+from models import ModelConfigError
 
 SUBCOMMANDS = ["zoo", "data", "profile", "bench"]
 
@@ -30,7 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (non-zero on any error)."""
+    """Run the command line; returns the exit code (non-zero on any error).
+
+    Error policy: a user's mistake (:class:`bench.errors.LfubenchError` and its kinds -- a bad
+    plan, a bad data file, a bad option -- or :class:`models.ModelConfigError`) is printed as one
+    line naming the file, key or argument, exit code 2. Anything else is a bug in lfubench and
+    keeps its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -38,14 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (LfubenchError, UnknownModelError, ValueError, TypeError, KeyError, FileNotFoundError) as err:
+    except (LfubenchError, ModelConfigError) as err:  # the user's mistake: one clear line, exit 2
         if args.verbose:
             raise
         lines = str(err).strip().splitlines() or [type(err).__name__]
-        if not isinstance(err, LfubenchError):
-            lines = lines[:1]  # one line; LfubenchError may list several problems, one per line
         print(f"lfubench {args.command}: error: {lines[0]}", file=sys.stderr)
-        for line in lines[1:]:
+        for line in lines[1:]:  # a validation error lists every problem, one per line
             print(f"  {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     pr = data_sub.add_parser("prepare", help="preprocess into the memory-mapped slice cache and write splits",
                              description="Read every case, preprocess it and write the slice cache "
-                             "(atomically) plus splits.json into OUT/<dataset>-s<size>-<key>/. Reuses a "
+                             "(atomically) plus the splits (splits-s<seed>-t<test>-f<folds>.json) into "
+                             "OUT/<dataset>-s<size>-<key>/. Reuses a "
                              "complete cache with the same data and config.")
     pr.add_argument("dataset", choices=DATASETS)
     pr.add_argument("root", type=Path, help="the dataset folder (only read)")
@@ -102,11 +103,14 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_prepare(args: argparse.Namespace) -> int:
     from bench.data import PreprocessConfig, find_cases, make_splits, open_cache, prepare_cache, write_splits
 
-    config = PreprocessConfig(args.dataset, size=args.size, context=args.context)
     start = time.perf_counter()
     cases, _ = find_cases(args.dataset, args.root)
-    splits = make_splits([c.case_id for c in cases], seed=args.seed, test_fraction=args.test_fraction,
-                         folds=args.folds, groups={c.case_id: c.group for c in cases})  # fail before the work
+    try:  # the options are checked before the work
+        config = PreprocessConfig(args.dataset, size=args.size, context=args.context)
+        splits = make_splits([c.case_id for c in cases], seed=args.seed, test_fraction=args.test_fraction,
+                             folds=args.folds, groups={c.case_id: c.group for c in cases})
+    except ValueError as err:
+        raise LfubenchError(str(err)) from None
     path = prepare_cache(args.dataset, args.root, args.out, config, force=args.force, progress=True)
     cache = open_cache(path)
     split_path = write_splits(path, splits)

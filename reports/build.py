@@ -1,71 +1,60 @@
-"""Everything a finished (or partly finished) study yields: tidy results, tables, Pareto
-plots and the PDF report, written into one output folder."""
+"""Everything a finished (or partly finished) run yields, written into one output folder:
+the tidy tables, the aggregated tables, Pareto plots and the PDF report.
+
+Input: the DataFrames of :mod:`reports.schema` (results, efficiency, items). The conventions
+stated with every table and figure are the ones stored with the items (the sentences of
+:mod:`bench.conventions` that the run used), never written here.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from .pareto import write_pareto_plots
 from .pdf import write_report
-from .tables import EFFICIENCY_COLUMNS, TIDY_COLUMNS, aggregate, mean_score, write_tables
+from .schema import CONVENTION_COLUMNS
+from .tables import KEYS, aggregate, mean_score, write_tables
 
 log = logging.getLogger(__name__)
 
 
-def collect(trials: Sequence) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tidy metric rows and efficiency rows from COMPLETE trials (their user attributes)."""
-    metrics, efficiency = [], []
-    for t in trials:
-        metrics += t.user_attrs.get("metrics", [])
-        efficiency += t.user_attrs.get("efficiency", [])
-    tidy = pd.DataFrame(metrics, columns=TIDY_COLUMNS)
-    tidy["value"] = pd.to_numeric(tidy["value"], errors="coerce")  # None (NaN in JSON) -> NaN
-    eff = pd.DataFrame(efficiency)
-    if eff.empty:
-        eff = pd.DataFrame(columns=EFFICIENCY_COLUMNS)
-    return tidy, eff
+def conventions(items: pd.DataFrame, dataset: str | None = None) -> list[str]:
+    """The distinct convention sentences the items (of ``dataset``, if given) were produced
+    under, one line per kind; a kind that differed between items lists each variant."""
+    sel = items if dataset is None else items[items["dataset"] == dataset]
+    lines = [v for column in CONVENTION_COLUMNS for v in dict.fromkeys(sel[column].dropna()) if v]
+    return [line[0].upper() + line[1:] + ("" if line.endswith(".") else ".") for line in lines]
 
 
-def conventions(efficiency: pd.DataFrame, empty_rule: str = "brats") -> list[str]:
-    """The lines that state how every figure was obtained."""
-    lines = ["Dice and HD95: 3D per case on the test cases, original voxel grid and spacing (mm); "
-             "HD95 as medpy (95th percentile of both directions' surface distances pooled, connectivity 1).",
-             {"brats": "Empty masks: both empty -> Dice 1, HD95 0; one empty -> Dice 0, HD95 373.13 mm.",
-              "nan": "Empty masks: NaN where undefined, counted in the 'nan' columns."}[empty_rule],
-             "Complexity: parameters of the model as evaluated; GMACs from fvcore, 1 multiply-add = 1 MAC "
-             "(GFLOPs = 2 x GMACs), batch 1."]
-    if not efficiency.empty:
-        e = efficiency.iloc[0]
-        lines.append(f"Latency: median ms per batch of {e.get('batch')} at input {e.get('input')}, "
-                     f"{e.get('precision')}, device {e.get('device')}; peak memory in MiB "
-                     "(CUDA: max allocated; CPU: process peak RSS).")
-    return lines
-
-
-def build_outputs(out_dir: str | Path, tidy: pd.DataFrame, efficiency: pd.DataFrame, title: str,
-                  pdf: bool = True) -> dict[str, list[Path]]:
-    """Write results.csv/.parquet, efficiency.csv, table.{csv,md,tex}, pareto_*.png and report.pdf."""
+def build_outputs(out_dir: str | Path, results: pd.DataFrame, efficiency: pd.DataFrame, items: pd.DataFrame,
+                  title: str, pdf: bool = True) -> dict[str, list[Path]]:
+    """Write results.csv/.parquet, efficiency.csv, items.csv, table.{csv,md,tex}, pareto_*.png
+    and report.pdf."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {}
-    tidy.to_csv(out / "results.csv", index=False)
-    tidy.to_parquet(out / "results.parquet", index=False)
+    results.to_csv(out / "results.csv", index=False)
+    results.to_parquet(out / "results.parquet", index=False)
     efficiency.to_csv(out / "efficiency.csv", index=False)
-    written["results"] = [out / "results.csv", out / "results.parquet", out / "efficiency.csv"]
-    ok = efficiency[efficiency.get("status", pd.Series("ok", index=efficiency.index)) == "ok"] \
-        if not efficiency.empty else efficiency
-    table = aggregate(tidy, ok)
-    lines = conventions(ok)
-    written["tables"] = write_tables(table, out, " ".join(lines))
-    points = mean_score(tidy).merge(
-        ok.groupby(["label", "level", "dataset"], sort=False)
+    items.to_csv(out / "items.csv", index=False)
+    names = ("results.csv", "results.parquet", "efficiency.csv", "items.csv")
+    written["results"] = [out / name for name in names]
+    ok = efficiency[efficiency["status"] == "ok"]
+    table = aggregate(results, ok)
+    datasets = list(dict.fromkeys(results["dataset"]))
+    captions = {name: " ".join(conventions(items, name)) for name in datasets}
+    written["tables"] = write_tables(table, out, captions)
+    points = mean_score(results).merge(
+        ok.groupby(KEYS, sort=False)
         .agg(params=("params", "first"), gmacs=("gmacs", "first"), latency_ms=("latency_ms", "median"))
-        .reset_index(), on=["label", "level", "dataset"], how="left") if not tidy.empty else pd.DataFrame()
-    written["figures"] = write_pareto_plots(points, out, conventions=lines[2]) if not points.empty else []
+        .reset_index(), on=KEYS, how="left") if not results.empty else pd.DataFrame()
+    notes = {name: " ".join(line for line in conventions(items, name)
+                            if line.startswith(("GMACs", "Latency"))) for name in datasets}
+    written["figures"] = write_pareto_plots(points, out, notes=notes) if not points.empty else []
     if pdf:
-        written["report"] = [write_report(out / "report.pdf", table, written["figures"], title, lines)]
+        written["report"] = [write_report(out / "report.pdf", table, written["figures"], title,
+                                          {name: conventions(items, name) for name in datasets})]
     return written

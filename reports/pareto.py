@@ -4,11 +4,12 @@ cheap and more accurate)."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pandas as pd
 
-COSTS = {"params": "parameters", "gmacs": "GMACs (1 multiply-add = 1 MAC)", "latency_ms": "latency (ms)"}
+COSTS = {"params": "parameters", "gmacs": "GMACs", "latency_ms": "latency (ms)"}
 
 
 def frontier(points: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:
@@ -22,7 +23,7 @@ def frontier(points: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:
     return pts.loc[keep]
 
 
-def pareto_figure(points: pd.DataFrame, cost: str, score: str, title: str, conventions: str = ""):
+def pareto_figure(points: pd.DataFrame, cost: str, score: str, title: str, note: str = ""):
     """A matplotlib figure of ``score`` against ``cost`` (log axis), one colour per model
     family, labels at the points, the frontier as a step line."""
     import matplotlib
@@ -50,14 +51,15 @@ def pareto_figure(points: pd.DataFrame, cost: str, score: str, title: str, conve
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    if conventions:
-        fig.text(0.01, 0.01, conventions, fontsize=6, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    lines = textwrap.wrap(note, 140) if note else []
+    if lines:
+        fig.text(0.01, 0.01, "\n".join(lines), fontsize=5.5, color="0.35", va="bottom")
+    fig.tight_layout(rect=(0, 0.012 + 0.022 * len(lines), 1, 1))
     return fig
 
 
 def write_pareto_plots(points: pd.DataFrame, out_dir: str | Path, score: str = "dice",
-                       conventions: str = "") -> list[Path]:
+                       notes: dict[str, str] | None = None) -> list[Path]:
     """One PNG per (dataset, cost) in ``out_dir``; ``points`` has label, level, dataset, the
     cost columns and ``score``. Returns the paths written."""
     import matplotlib.pyplot as plt
@@ -69,7 +71,8 @@ def write_pareto_plots(points: pd.DataFrame, out_dir: str | Path, score: str = "
         for cost in COSTS:
             if cost not in grp or grp[cost].isna().all():
                 continue
-            fig = pareto_figure(grp, cost, score, f"{dataset}: mean {score} vs {COSTS[cost]}", conventions)
+            fig = pareto_figure(grp, cost, score, f"{dataset}: mean {score} vs {COSTS[cost]}",
+                                (notes or {}).get(dataset, ""))
             path = out / f"pareto_{dataset}_{cost}.png"
             fig.savefig(path, dpi=150)
             plt.close(fig)

@@ -3,43 +3,31 @@ and the Pareto figures, one per page (matplotlib's PDF backend, no LaTeX needed)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from .tables import by_dataset
+from .tables import by_dataset, cells
 
 
 def _table_page(pdf, table: pd.DataFrame, title: str, conventions: Sequence[str]) -> None:
     import matplotlib.pyplot as plt
 
-    cols = [c for c in table.columns if not c.endswith(" sd")]
-    cells = []
-    for _, row in table.iterrows():
-        line = []
-        for c in cols:
-            v = row[c]
-            if pd.isna(v):
-                line.append("–")
-            elif c == "params":
-                line.append(f"{int(v):,}")
-            elif isinstance(v, float):
-                sd = row.get(f"{c} sd")
-                line.append(f"{v:.3f}" + (f" ± {sd:.3f}" if sd is not None and pd.notna(sd) else "")
-                            if abs(v) < 100 else f"{v:.1f}")
-            else:
-                line.append(str(v))
-        cells.append(line)
+    shown = cells(table)
+    cols = list(shown[0]) if shown else list(table.columns)
+    cells_ = [[r[c] for c in cols] for r in shown]
+    notes = [part for text in conventions for part in textwrap.wrap(text, 180)]
     per_page = 28
-    for start in range(0, max(1, len(cells)), per_page):
+    for start in range(0, max(1, len(cells_)), per_page):
         fig = plt.figure(figsize=(11.69, 8.27))  # A4 landscape
         fig.text(0.03, 0.96, title, fontsize=14, weight="bold", va="top")
-        for k, text in enumerate(conventions):
+        for k, text in enumerate(notes):
             fig.text(0.03, 0.925 - 0.018 * k, text, fontsize=7.5, va="top", color="0.25")
-        ax = fig.add_axes((0.02, 0.03, 0.96, 0.82 - 0.018 * len(conventions)))
+        ax = fig.add_axes((0.02, 0.03, 0.96, 0.82 - 0.018 * len(notes)))
         ax.axis("off")
-        chunk = cells[start:start + per_page]
+        chunk = cells_[start:start + per_page]
         if chunk:
             tab = ax.table(cellText=chunk, colLabels=cols, loc="upper center", cellLoc="center")
             tab.auto_set_font_size(False)
@@ -50,8 +38,9 @@ def _table_page(pdf, table: pd.DataFrame, title: str, conventions: Sequence[str]
 
 
 def write_report(path: str | Path, table: pd.DataFrame, figures: Sequence[str | Path], title: str,
-                 conventions: Sequence[str]) -> Path:
-    """Write the PDF: the table page(s) headed by ``conventions``, then each figure (PNG)."""
+                 conventions: Mapping[str, Sequence[str]]) -> Path:
+    """Write the PDF: the table page(s) of each dataset headed by its ``conventions``, then each
+    figure (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,7 +51,7 @@ def write_report(path: str | Path, table: pd.DataFrame, figures: Sequence[str | 
     tmp = path.with_suffix(".pdf.tmp")
     with PdfPages(tmp) as pdf:
         for name, part in by_dataset(table):
-            _table_page(pdf, part, f"{title}: {name}" if name else title, conventions)
+            _table_page(pdf, part, f"{title}: {name}" if name else title, conventions.get(name, []))
         for fig_path in figures:
             img = plt.imread(fig_path)
             fig = plt.figure(figsize=(11.69, 8.27))

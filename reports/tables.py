@@ -2,23 +2,22 @@
 (model, pruning level, dataset), written as CSV, Markdown and LaTeX.
 
 Tidy results (``results.csv``) have one row per item x case x class/region x metric with the
-columns of :data:`TIDY_COLUMNS`; efficiency figures (one row per item x level) have the
-columns of :data:`EFFICIENCY_COLUMNS`. The aggregated table gives, per (label, level,
-dataset), the mean and standard deviation over cases and seeds of every metric, the number
-of cases whose value was NaN (an empty reference or prediction under the ``nan``
-convention; never dropped silently), and the efficiency figures.
+columns of :data:`reports.schema.RESULT_COLUMNS`; efficiency figures (one row per item x level x
+measured configuration) those of :data:`reports.schema.EFFICIENCY_COLUMNS`. The aggregated
+table gives, per (label, level, dataset), the mean and standard deviation over cases and
+seeds of every metric, the number of cases whose value was NaN (an empty reference or
+prediction under the ``nan`` convention; never dropped silently), and the efficiency figures.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-TIDY_COLUMNS = ["item", "model", "label", "dataset", "seed", "level", "case", "region", "metric", "value"]
-EFFICIENCY_COLUMNS = ["item", "label", "dataset", "seed", "level", "params", "gmacs", "latency_ms",
-                      "peak_mb", "device", "batch", "precision", "input"]
+from .text import format_number, format_rows
+
 KEYS = ["label", "level", "dataset"]
 
 
@@ -52,14 +51,24 @@ def mean_score(tidy: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     return sel.groupby(keys, sort=False)["value"].mean().rename(metric).reset_index()
 
 
-def _fmt(value, column: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    if column == "params":
-        return f"{int(value):,}"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)
+def cells(table: pd.DataFrame) -> list[dict]:
+    """The table's rows as display strings: ``mean ± sd`` where an sd column exists, every number
+    in the one format of :func:`reports.text.format_number`. Markdown, LaTeX and the PDF all
+    show these cells."""
+    cols = [c for c in table.columns if not c.endswith(" sd")]
+    out = []
+    for _, r in table.iterrows():
+        shown = {}
+        for c in cols:
+            value = r[c]
+            value = None if pd.isna(value) else value.item() if hasattr(value, "item") else value
+            cell = format_number(value)
+            sd = f"{c} sd"
+            if sd in table.columns and not pd.isna(r[sd]):
+                cell += f" ± {format_number(float(r[sd]))}"
+            shown[c] = cell
+        out.append(shown)
+    return out
 
 
 def by_dataset(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -68,69 +77,66 @@ def by_dataset(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             for name, grp in table.groupby("dataset", sort=False)] if len(table) else [("", table)]
 
 
-def to_markdown(table: pd.DataFrame, caption: str = "") -> str:
-    """Markdown tables (pipe syntax), one per dataset, with ``caption`` stated above them."""
-    parts = [_markdown(grp, f"**{name}**" if name else "") for name, grp in by_dataset(table)]
-    return (f"{caption}\n\n" if caption else "") + "\n".join(parts)
+def _caption(captions: Mapping[str, str] | str, name: str) -> str:
+    return captions if isinstance(captions, str) else captions.get(name, "")
 
 
-def _markdown(table: pd.DataFrame, heading: str) -> str:
-    cols = [c for c in table.columns if not c.endswith(" sd")]
-    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    for _, row in table.iterrows():
-        cells = []
-        for c in cols:
-            cell = _fmt(row[c], c)
-            sd = f"{c} sd"
-            if sd in table.columns and not pd.isna(row[sd]):
-                cell += f" ± {row[sd]:.3f}"
-            cells.append(cell)
-        lines.append("| " + " | ".join(cells) + " |")
-    return (f"{heading}\n\n" if heading else "") + "\n".join(lines) + "\n"
+def to_markdown(table: pd.DataFrame, captions: Mapping[str, str] | str = "") -> str:
+    """Markdown tables, one per dataset, each headed by its caption (``captions``: one string,
+    or one per dataset name)."""
+    parts = []
+    for name, grp in by_dataset(table):
+        caption = _caption(captions, name)
+        heading = "\n\n".join(t for t in (f"**{name}**" if name else "", caption) if t)
+        numeric = [c for c in grp.columns if c not in ("label", "dataset")]
+        body = format_rows(cells(grp), "md", right=numeric) if len(grp) else ""
+        parts.append((f"{heading}\n\n" if heading else "") + body + "\n")
+    return "\n".join(parts)
 
 
-def to_latex(table: pd.DataFrame, caption: str = "", label: str = "tab:results") -> str:
+def _esc(text: str) -> str:
+    """Text escaped for LaTeX."""
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
+                 ("^", r"\textasciicircum{}")):
+        text = text.replace(a, b)
+    return text.replace("±", r"$\pm$").replace("–", "--")
+
+
+def to_latex(table: pd.DataFrame, captions: Mapping[str, str] | str = "", label: str = "tab:results") -> str:
     """LaTeX ``table`` environments (booktabs rules), one per dataset; mean ± sd cells, the best
     mean Dice of each column in bold."""
-    return "\n".join(_latex(grp, f"{caption} ({name})" if name else caption,
-                            f"{label}-{name}" if name else label) for name, grp in by_dataset(table))
+    return "\n".join(_latex(grp, _caption(captions, name), f"{label}-{name}" if name else label)
+                     for name, grp in by_dataset(table))
 
 
 def _latex(table: pd.DataFrame, caption: str, label: str) -> str:
-    cols = [c for c in table.columns if not c.endswith(" sd")]
-
-    def esc(text: str) -> str:
-        for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
-            text = text.replace(a, b)
-        return text
-
+    shown = cells(table)
+    cols = list(shown[0]) if shown else [c for c in table.columns if not c.endswith(" sd")]
     best = {c: table[c].max() for c in cols if c.startswith("dice ")}
     body = []
-    for _, row in table.iterrows():
-        cells = []
+    for k, r in enumerate(shown):
+        row = []
         for c in cols:
-            cell = esc(_fmt(row[c], c))
-            sd = f"{c} sd"
-            if sd in table.columns and not pd.isna(row[sd]):
-                cell += rf" $\pm$ {row[sd]:.3f}"
-            if c in best and not pd.isna(row[c]) and row[c] == best[c]:
+            cell = _esc(r[c])
+            if c in best and not pd.isna(table[c].iloc[k]) and table[c].iloc[k] == best[c]:
                 cell = rf"\textbf{{{cell}}}"
-            cells.append(cell)
-        body.append(" & ".join(cells) + r" \\")
+            row.append(cell)
+        body.append(" & ".join(row) + r" \\")
     spec = "l" * len(KEYS) + "r" * (len(cols) - len(KEYS))
     return "\n".join([
-        r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}", rf"\label{{{label}}}",
+        r"\begin{table}[t]", r"\centering", rf"\caption{{{_esc(caption)}}}", rf"\label{{{label}}}",
         r"\resizebox{\linewidth}{!}{%", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-        " & ".join(esc(c) for c in cols) + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}}",
+        " & ".join(_esc(c) for c in cols) + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}}",
         r"\end{table}", ""])
 
 
-def write_tables(table: pd.DataFrame, out_dir: str | Path, caption: str) -> list[Path]:
+def write_tables(table: pd.DataFrame, out_dir: str | Path, captions: Mapping[str, str] | str) -> list[Path]:
     """Write ``table.csv``, ``table.md`` and ``table.tex`` into ``out_dir``; return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "table.csv", out / "table.md", out / "table.tex"]
     table.to_csv(paths[0], index=False)
-    paths[1].write_text(to_markdown(table, caption))
-    paths[2].write_text(to_latex(table, caption))
+    paths[1].write_text(to_markdown(table, captions))
+    paths[2].write_text(to_latex(table, captions))
     return paths

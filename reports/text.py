@@ -1,4 +1,10 @@
-"""Print a list of row dicts as a Markdown table, CSV or JSON."""
+"""The one text-table formatter: rows of dicts as Markdown, CSV or JSON, and the one number
+format every table uses (4 significant digits; thousands grouped from 1,000 on; integers
+grouped; NaN/None as "–" in Markdown and LaTeX cells).
+
+Used by the command line (``zoo``, ``profile``, ``data verify``, ``bench``) and by the result
+tables of :mod:`reports.tables`.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +17,33 @@ from collections.abc import Sequence
 FORMATS = ("md", "csv", "json")
 
 
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
+MISSING = "–"
 
 
-def format_rows(rows: Sequence[dict], fmt: str, header: str | None = None) -> str:
+def format_number(value) -> str:
+    """A number as every lfubench table shows it: ``0.8963``, ``1.000``, ``210.4``, ``12,345``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int) or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if value == 0:
+        return "0"
+    return f"{value:#.4g}".rstrip(".")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def format_rows(rows: Sequence[dict], fmt: str, header: str | None = None,
+                right: Sequence[str] = ()) -> str:
     """Render ``rows`` (dicts sharing their keys) as ``md``, ``csv`` or ``json``.
 
     ``header`` (conventions, units) is printed above a Markdown table and carried as a
-    ``"conventions"`` field in JSON; CSV stays a plain table.
+    ``"conventions"`` field in JSON; CSV stays a plain table. In Markdown, numbers are shown
+    by :func:`format_number` and numeric columns (and those named in ``right``) right-aligned.
     """
     columns = list(rows[0]) if rows else []
     if fmt == "json":
@@ -36,9 +56,9 @@ def format_rows(rows: Sequence[dict], fmt: str, header: str | None = None) -> st
         return buf.getvalue().rstrip("\n")
     if fmt != "md":
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    cells = [[_cell(r[c]) for c in columns] for r in rows]
+    cells = [[format_number(r[c]) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[k]) for row in cells]) for k, c in enumerate(columns)]
-    numeric = [all(isinstance(r[c], int | float) for r in rows) for c in columns]
+    numeric = [c in right or all(_is_number(r[c]) or r[c] is None for r in rows) for c in columns]
 
     def line(values):
         return "| " + " | ".join(

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import optuna
-from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,6 @@ class Engine:
         self.study = optuna.create_study(storage=self.storage, study_name=study_name,
                                          direction="maximize", load_if_exists=True)
         self.item_ids = list(item_ids)
-        self.distribution = CategoricalDistribution(self.item_ids)
         self.config = config or EngineConfig()
 
     # -- queue --------------------------------------------------------------------------
@@ -189,6 +187,11 @@ class Engine:
         names = {TrialState.COMPLETE: "complete", TrialState.RUNNING: "running",
                  TrialState.WAITING: "waiting", TrialState.FAIL: "failed"}
         return {i: names.get(latest[i].state, "other") if i in latest else "pending" for i in self.item_ids}
+
+    def fail_reason(self, item_id: str) -> str:
+        """The recorded reason of the item's latest failed trial ("" if none)."""
+        failed = [t for t in self._trials((TrialState.FAIL,)) if self._item_of(t) == item_id]
+        return failed[-1].user_attrs.get("fail_reason", "") if failed else ""
 
     def completed(self) -> list[optuna.trial.FrozenTrial]:
         """The COMPLETE trials of plan items, one per item."""

@@ -3,19 +3,24 @@ pruning level, complexity and latency -- and the run folder that holds it all.
 
 Run folder (``runs/NAME`` by default)::
 
+    plan.toml           the effective plan (file + --set overrides, every default filled in)
     study.db            the Optuna storage (SQLite) unless --storage names another
     data/<dataset>/     generated phantoms, in the real LiTS / BraTS 2018 layouts
-    cache/              preprocessed slice caches (one per dataset and preprocessing)
+    cache/              preprocessed slice caches (one per dataset and preprocessing), each
+                        with its splits (one file per split setting)
     items/<item>/       best.pt (state dict) and train.json of each item
-    results.csv, results.parquet, efficiency.csv, table.{csv,md,tex}, pareto_*.png, report.pdf
+    results.csv, results.parquet, efficiency.csv, items.csv, table.{csv,md,tex}, pareto_*.png,
+    report.pdf
 
 Splits are made per dataset from its case ids (case level, seeded by the dataset's
-``split_seed``, default 0) and are the same for every model and seed of the plan; the item's
-seed drives the model initialisation, the training-slice draw and the loader order.
+``split_seed``) and are the same for every model and seed of the plan; the item's seed drives
+the model initialisation, the training-slice draw and the loader order. Every figure of an
+item is returned as one JSON-able record whose tables follow :mod:`reports.schema`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,6 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 import models
+from bench import conventions
 from bench.complexity import count_params, fvcore_macs
 from bench.data import (
     PreprocessConfig,
@@ -39,16 +45,18 @@ from bench.data import (
     training_slices,
     write_phantom,
 )
-from bench.data.splits import SPLITS_FILE, write_splits
-from bench.environment import environment_record
+from bench.data.splits import read_splits, splits_path, write_splits
+from bench.datasets import dataset_info
+from bench.environment import environment_record, torch_threads
 from bench.evaluate import evaluate_cases
-from bench.latency import Timing, profile
-from bench.train import TrainConfig, seed_everything, train
+from bench.latency import profile
+from bench.train import seed_everything, train
+from reports.schema import EFFICIENCY_COLUMNS, RESULT_COLUMNS, row
+
+from .plan import Item, Plan
+from .schema import DatasetSpec, ModelSpec
 
 log = logging.getLogger(__name__)
-
-NUM_CLASSES = {"lits": 3, "brats": 4}
-REGIONS = {"lits": ["liver", "tumor"], "brats": ["WT", "TC", "ET"]}
 
 
 def slug(text: str) -> str:
@@ -72,28 +80,21 @@ class CacheSlices(Dataset):
         return torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
 
 
-def dataset_name(kind: str) -> str:
-    return "brats" if kind.endswith("brats") else "lits"
-
-
-def dataset_root(spec, run_dir: Path) -> Path:
+def dataset_root(spec: DatasetSpec, run_dir: Path) -> Path:
     """The dataset folder: the plan's root, or phantoms generated once under ``run_dir/data``.
 
     Phantoms are written to a temporary folder renamed into place when complete, so an
     interrupted generation is redone and concurrent workers never read a partial set.
     """
-    if not spec.kind.startswith("phantom"):
+    if not spec.phantom:
         return Path(spec.root)
     final = run_dir / "data" / spec.name
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{spec.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    opts = spec.options
-    shape = tuple(opts["shape"]) if "shape" in opts else None
     try:
-        write_phantom(dataset_name(spec.kind), tmp, cases=int(opts.get("cases", 12)), shape=shape,
-                      seed=int(opts.get("phantom_seed", 0)))
+        write_phantom(spec.dataset, tmp, cases=spec.cases, shape=tuple(spec.shape), seed=spec.phantom_seed)
         os.rename(tmp, final)
     except OSError:
         if not final.is_dir():
@@ -103,62 +104,76 @@ def dataset_root(spec, run_dir: Path) -> Path:
     return final
 
 
-def dataset_cache(spec, run_dir: Path):
-    """The opened slice cache of a plan dataset (built on first use) and its splits."""
-    dataset = dataset_name(spec.kind)
+_OPENED: dict[tuple[str, str], tuple] = {}
+
+
+def dataset_cache(spec: DatasetSpec, run_dir: Path):
+    """The opened slice cache of a plan dataset (built on first use) and its splits.
+
+    The splits file is named by its settings (seed, test fraction, folds), so changing any of
+    them in a plan makes new splits instead of reusing old ones. Opened once per process.
+    """
+    key = (str(run_dir.resolve()), json.dumps(dataclasses.asdict(spec), sort_keys=True))
+    if key in _OPENED:
+        return _OPENED[key]
     root = dataset_root(spec, run_dir)
-    size = spec.options.get("size")
-    config = PreprocessConfig(dataset, size=size)
-    path = prepare_cache(dataset, root, run_dir / "cache", config, progress=True)
+    config = PreprocessConfig(spec.dataset, size=spec.size)
+    path = prepare_cache(spec.dataset, root, run_dir / "cache", config, progress=True)
     cache = open_cache(path)
-    if (path / SPLITS_FILE).is_file():
-        splits = json.loads((path / SPLITS_FILE).read_text())
+    n = len(cache.case_ids)
+    folds = spec.folds or min(5, max(2, n - max(1, round(spec.test * n))))
+    split_file = splits_path(path, spec.split_seed, spec.test, folds)
+    if split_file.is_file():
+        splits = read_splits(split_file)
     else:
         groups = {cid: c.get("group") for cid, c in cache.cases.items()}
-        test = float(spec.options.get("test", 0.2))
-        n = len(cache.case_ids)
-        folds = int(spec.options.get("folds", min(5, max(2, n - max(1, round(test * n))))))
-        splits = make_splits(cache.case_ids, seed=int(spec.options.get("split_seed", 0)),
-                             test_fraction=test, folds=folds, groups=groups)
+        splits = make_splits(cache.case_ids, seed=spec.split_seed, test_fraction=spec.test, folds=folds,
+                             groups=groups)
         write_splits(path, splits)
+    _OPENED[key] = cache, splits
     return cache, splits
 
 
-def _timing(measure: dict) -> Timing:
-    """Latency bounds from the plan: ``warmup`` caps warm-up iterations, ``iterations`` the loop."""
-    kw = {}
-    if "warmup" in measure:
-        kw["max_warmup"] = max(int(measure["warmup"]), Timing.min_warmup)
-    if "iterations" in measure:
-        kw["max_iters"] = max(int(measure["iterations"]), Timing.min_iters)
-    return Timing(**kw)
-
-
-def build_model(spec, dataset: str, in_channels: int, **extra) -> torch.nn.Module:
-    return models.create_model(spec.name, in_channels=in_channels, num_classes=NUM_CLASSES[dataset],
+def build_model(spec: ModelSpec, dataset: DatasetSpec, in_channels: int, **extra) -> torch.nn.Module:
+    num_classes = dataset_info(dataset.dataset).num_classes
+    return models.create_model(spec.name, in_channels=in_channels, num_classes=num_classes,
                                **{**spec.kwargs, **extra})
 
 
-def run_item(item, plan, run_dir: str | Path, progress: bool = True) -> dict:
+def budget(plan: Plan) -> str:
+    """The training budget of every item, in words."""
+    t = plan.train
+    n, unit = (t.steps, "step") if t.steps else (t.epochs, "epoch")
+    what = f"{n} {unit}{'s' if n != 1 else ''}"
+    return what + (f" (at most {t.minutes:g} min)" if t.minutes else "") + f", batch {t.batch_size}"
+
+
+def item_conventions(dataset: DatasetSpec, plan: Plan, input_shape: str) -> dict:
+    """The convention sentences of an item's figures (stored with it; reports print them)."""
+    m = plan.measure
+    lat = "; ".join(conventions.latency(m.device, b, p, input_shape, m.threads, m.channels_last)
+                    for b in m.batch_sizes for p in m.precision)
+    return {"conv_scores": conventions.SCORES, "conv_empty": conventions.empty_rule(dataset.empty),
+            "conv_params": conventions.PARAMS, "conv_macs": conventions.MACS, "conv_latency": lat}
+
+
+def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True) -> dict:
     """Train and evaluate one plan item; return every figure (JSON-able) for its trial."""
     run_dir = Path(run_dir)
     spec, dspec = item.model, item.dataset
-    dataset = dataset_name(dspec.kind)
     cache, splits = dataset_cache(dspec, run_dir)
     measure = plan.measure
-    device = measure.get("device", "cpu")
-    threads = measure.get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
+    device = measure.device
+    config = dataclasses.replace(plan.train, seed=item.seed, device=device, progress=progress)
+    num_classes = dataset_info(dspec.dataset).num_classes
 
     seed_everything(item.seed)
-    model = build_model(spec, dataset, cache.in_channels)
+    model = build_model(spec, dspec, cache.in_channels)
     train_set = CacheSlices(cache, training_slices(cache, splits["train"], seed=item.seed))
     val_idx = [i for cid in splits["val"] for i in cache.case_indices(cid)]
     val_set = CacheSlices(cache, val_idx)
-    config = TrainConfig(**{**plan.train, "seed": item.seed, "device": device, "progress": progress})
     out = run_dir / "items" / slug(item.id)
-    result = train(model, train_set, val_set, NUM_CLASSES[dataset], config, out)
+    result = train(model, train_set, val_set, num_classes, config, out)
     state = {k: v.cpu() for k, v in model.state_dict().items()}
 
     top = getattr(model, "prune_level", None)
@@ -170,28 +185,28 @@ def run_item(item, plan, run_dir: str | Path, progress: bool = True) -> dict:
         if level is None or level == top:
             net = model
         else:
-            net = build_model(spec, dataset, cache.in_channels, prune_level=level)
+            net = build_model(spec, dspec, cache.in_channels, prune_level=level)
             net.load_from_full(state)
         net.to(device)
         if config.channels_last:
             net.to(memory_format=torch.channels_last)
-        rows = evaluate_cases(net, cache, splits["test"], device=device, channels_last=config.channels_last)
-        base = {"item": item.id, "model": spec.name, "label": spec.label, "dataset": dspec.name,
-                "seed": item.seed, "level": level if level is not None else 0}
-        metrics += [{**base, **r} for r in rows]
+        with torch_threads(config.threads):
+            rows = evaluate_cases(net, cache, splits["test"], empty=dspec.empty, device=device,
+                                  channels_last=config.channels_last)
+        key = {"item": item.id, "model": spec.name, "label": spec.label, "dataset": dspec.name,
+               "seed": item.seed, "level": level if level is not None else 0}
+        metrics += [row(RESULT_COLUMNS, **key, **r) for r in rows]
         net_cpu = net.to("cpu").to(memory_format=torch.contiguous_format)
-        eff = {**base, "params": count_params(net_cpu), "gmacs": fvcore_macs(net_cpu, input_shape) / 1e9,
-               "input": "x".join(map(str, input_shape))}
-        lat = profile(net_cpu, input_shape, batch_sizes=measure.get("batch_sizes", [1]),
-                      precisions=measure.get("precision", ["fp32"]), modes=("inference",), device=device,
-                      channels_last=measure.get("channels_last", True), threads=threads,
-                      timing=_timing(measure))
-        for row in lat:
-            efficiency.append({**eff, "device": row["device"], "batch": row["batch"],
-                               "precision": row["precision"], "latency_ms": row.get("median_ms"),
-                               "p90_ms": row.get("p90_ms"),
-                               "peak_mb": row.get("peak_allocated_mb") or row.get("peak_rss_mb"),
-                               "status": row["status"]})
+        params, gmacs = count_params(net_cpu), fvcore_macs(net_cpu, input_shape) / 1e9
+        lat = profile(net_cpu, input_shape, batch_sizes=measure.batch_sizes, precisions=measure.precision,
+                      modes=("inference",), device=device, channels_last=measure.channels_last,
+                      threads=measure.threads, timing=measure.timing())
+        for r in lat:
+            efficiency.append(row(
+                EFFICIENCY_COLUMNS, **key, params=params, gmacs=gmacs, input="x".join(map(str, input_shape)),
+                device=r["device"], batch=r["batch"], precision=r["precision"], latency_ms=r.get("median_ms"),
+                p90_ms=r.get("p90_ms"), peak_mb=r.get("peak_allocated_mb") or r.get("peak_rss_mb"),
+                status=r["status"]))
     top_rows = [r for r in metrics if r["level"] == (levels[-1] or 0) and r["metric"] == "dice"
                 and r["value"] is not None]
     value = float(np.mean([r["value"] for r in top_rows])) if top_rows else float("nan")
@@ -201,4 +216,6 @@ def run_item(item, plan, run_dir: str | Path, progress: bool = True) -> dict:
     (out / "train.json").write_text(json.dumps(train_info, indent=1))
     return {"value": value, "metrics": metrics, "efficiency": efficiency, "train": train_info,
             "checkpoint": str(result.checkpoint), "env": environment_record(device),
+            "empty": dspec.empty,
+            "conventions": item_conventions(dspec, plan, "x".join(map(str, input_shape))),
             "splits": {k: splits[k] for k in ("train", "val", "test")}}

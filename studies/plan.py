@@ -1,74 +1,69 @@
 """Benchmark plans: a TOML file naming models, datasets, seeds, a training budget and
-measurement settings, validated completely before any work starts.
+measurement settings, read through the schema (:mod:`studies.schema`) and validated
+completely before any work starts.
 
-Example (``studies/plans/default.toml``)::
+A small plan::
 
-    name = "default"
+    name = "tiny"
     seeds = [0]
 
-    [train]            # bench.train.TrainConfig fields
-    epochs = 4
-    batch_size = 16
+    [train]                 # bench.train.TrainConfig: epochs, steps, minutes, batch_size, lr, ...
+    epochs = 2
+    batch_size = 8
 
-    [measure]          # latency/memory settings
+    [measure]               # studies.schema.MeasureSpec
     device = "cpu"
     batch_sizes = [1]
-    precision = ["fp32"]
 
-    [[datasets]]
-    name = "lits"      # label in tables
-    kind = "phantom-lits"   # phantom-lits | phantom-brats | lits | brats
-    cases = 12         # phantoms only
-    size = 128         # in-plane size after preprocessing
+    [[datasets]]            # studies.schema.DatasetSpec
+    name = "lits"
+    kind = "phantom-lits"   # phantom-lits | phantom-brats | lits | brats (real folders need root)
+    cases = 6
+    size = 64
 
-    [[models]]
-    name = "lfunet"    # a registered model or preset
+    [[models]]              # studies.schema.ModelSpec; other keys are constructor arguments
+    name = "lfunet"
     label = "LFU-Net w8"
-    base_width = 8     # any other key is a constructor keyword argument
+    levels = [1, 4]
 
-A plan item is one (model x dataset x seed); its id is ``"{model label}|{dataset}|s{seed}"``.
-Every problem found is reported at once, one line each, naming the file and the key.
+``studies/plans/default.toml`` is the plan of ``nox -s bench``. A plan item is one
+(model x dataset x seed); its id is ``"{model label}|{dataset}|s{seed}"``. Every problem found
+is reported at once, one line each, naming the file and the key. Settings can be overridden
+without editing the file (``overrides``, the command line's ``--set KEY=VALUE``): ``train.epochs=2``,
+``measure.batch_sizes=[1, 8]``, ``datasets.lits.cases=6`` (a dataset by name), ``models.LFU-Net
+w8.base_width=16`` (a model by label), ``seeds=[0, 1]``; values are TOML values (a bare word is
+a string).
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
+import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import models
-from bench.errors import LfubenchError
+from bench.datasets import dataset_info
 from bench.train import TrainConfig
 
-DATASET_KINDS = ("phantom-lits", "phantom-brats", "lits", "brats")
-TOP_KEYS = {"name", "description", "seeds", "train", "measure", "datasets", "models"}
-DATASET_KEYS = {"name", "kind", "root", "cases", "shape", "size", "split_seed", "folds", "test",
-                "phantom_seed"}
-MEASURE_KEYS = {"device", "batch_sizes", "precision", "channels_last", "warmup", "iterations", "threads"}
-MODEL_META_KEYS = {"name", "label", "levels"}
-TRAIN_KEYS = set(TrainConfig.__dataclass_fields__) - {"progress"}
-PRECISIONS = ("fp32", "fp16", "bf16")
+from .schema import (
+    MODEL_SET,
+    TRAIN_SKIP,
+    DatasetSpec,
+    MeasureSpec,
+    ModelSpec,
+    PlanError,
+    read_section,
+    resolve_root,
+    section_dict,
+    train_section,
+    unknown_key,
+)
 
-
-class PlanError(LfubenchError):
-    """A plan failed validation; the message lists every problem, one line each."""
-
-
-@dataclass
-class ModelSpec:
-    name: str
-    label: str
-    kwargs: dict
-    levels: list[int]
-
-
-@dataclass
-class DatasetSpec:
-    name: str
-    kind: str
-    root: str | None = None
-    options: dict = field(default_factory=dict)
+TOP_KEYS = ("name", "description", "seeds", "train", "measure", "datasets", "models")
 
 
 @dataclass
@@ -85,10 +80,11 @@ class Item:
 @dataclass
 class Plan:
     name: str
+    description: str
     path: str
     seeds: list[int]
-    train: dict
-    measure: dict
+    train: TrainConfig
+    measure: MeasureSpec
     datasets: list[DatasetSpec]
     models: list[ModelSpec]
 
@@ -96,20 +92,106 @@ class Plan:
         """All (model x dataset x seed) items, datasets outermost."""
         return [Item(m, d, s) for d in self.datasets for m in self.models for s in self.seeds]
 
-
-def _unknown(where: str, keys, allowed, problems: list[str]) -> None:
-    for key in sorted(set(keys) - set(allowed)):
-        close = difflib.get_close_matches(key, allowed, n=1)
-        problems.append(f"{where}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-
-
-def _model_kind_for(dataset_kind: str) -> tuple[int, int]:
-    """(in_channels, num_classes) that a dataset kind feeds a model."""
-    return (4, 4) if dataset_kind.endswith("brats") else (3, 3)
+    def to_dict(self) -> dict:
+        """The effective plan, every default filled in, as a TOML-able table."""
+        return {"name": self.name, "description": self.description, "seeds": list(self.seeds),
+                "train": section_dict(self.train, TRAIN_SKIP), "measure": section_dict(self.measure),
+                "datasets": [section_dict(d) for d in self.datasets],
+                "models": [section_dict(m) for m in self.models]}
 
 
-def load_plan(path: str | Path, base_dir: str | Path | None = None) -> Plan:
-    """Read and validate a plan; raise :class:`PlanError` listing every problem.
+# --- overrides --------------------------------------------------------------------------------
+
+
+def _value(text: str):
+    """A TOML value; a bare word (``cuda``, ``nan``) is a string, except ``true``/``false``."""
+    if re.fullmatch(r"[A-Za-z_][\w-]*", text) and text not in ("true", "false"):
+        return text
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
+    """A copy of the raw plan with each ``KEY=VALUE`` applied; a bad key raises :class:`PlanError`."""
+    raw = copy.deepcopy(raw)
+    problems = []
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            problems.append(f"--set {text!r}: must look like KEY=VALUE, e.g. train.epochs=2")
+            continue
+        target = raw
+        if parts[0] in ("datasets", "models"):
+            if len(parts) != 3:
+                what = "name" if parts[0] == "datasets" else "label"
+                problems.append(f"--set {text!r}: use {parts[0]}.<{what} or index>.KEY=VALUE")
+                continue
+            entries = raw.get(parts[0], [])
+            tag = "name" if parts[0] == "datasets" else "label"
+            names = [str(e.get(tag, e.get("name"))) for e in entries]
+            if parts[1] in names:
+                target = entries[names.index(parts[1])]
+            elif parts[1].isdigit() and int(parts[1]) < len(entries):
+                target = entries[int(parts[1])]
+            else:
+                problems.append(f"--set {text!r}: no {parts[0][:-1]} {parts[1]!r} in the plan "
+                                f"(there are: {', '.join(names) or 'none'})")
+                continue
+            parts = parts[2:]
+        elif len(parts) > 2 or (len(parts) == 2 and parts[0] not in ("train", "measure")):
+            problems.append(f"--set {text!r}: {key!r} is not a plan setting (use train.KEY, measure.KEY, "
+                            "datasets.NAME.KEY, models.LABEL.KEY or a top-level key)")
+            continue
+        elif len(parts) == 2:
+            target = raw.setdefault(parts[0], {})
+            parts = parts[1:]
+        target[parts[0]] = _value(value.strip())
+    if problems:
+        raise PlanError(f"{len(problems)} problem(s) in --set:\n" + "\n".join(problems))
+    return raw
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _in_out(dataset: DatasetSpec) -> dict:
+    info = dataset_info(dataset.kind)
+    return {"in_channels": info.in_channels, "num_classes": info.num_classes}
+
+
+def _check_model(spec: ModelSpec, datasets: list[DatasetSpec], at: str, problems: list[str]) -> None:
+    """Build the model once per dataset it will meet, and check its pruning levels."""
+    if spec.name not in models.list_models():
+        close = difflib.get_close_matches(str(spec.name), models.list_models(), n=3)
+        problems.append(f"{at}: model {spec.name!r} is not registered"
+                        + (f" (close matches: {', '.join(close)})" if close else ""))
+        return
+    for key in MODEL_SET:
+        if key in spec.kwargs:
+            problems.append(f"{at}: key {key!r} is not a plan setting here: {MODEL_SET[key]}")
+            return
+    for dataset in {d.dataset: d for d in datasets}.values():
+        try:
+            model = models.create_model(spec.name, **_in_out(dataset), **spec.kwargs)
+        except (TypeError, ValueError) as err:
+            problems.append(f"{at}: {err}")
+            return
+        top = getattr(model, "prune_level", None)
+        if spec.levels and (top is None or not getattr(model, "deep_supervision", False)):
+            problems.append(f"{at}: 'levels' needs a deep-supervision model with pruning levels")
+            return
+        bad = [lv for lv in spec.levels if not 1 <= lv <= top]
+        if bad:
+            problems.append(f"{at}: levels {bad} are not within 1..{top}")
+            return
+
+
+def load_plan(path: str | Path, base_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> Plan:
+    """Read and validate a plan, with ``overrides`` (``KEY=VALUE``) applied first; raise
+    :class:`PlanError` listing every problem.
 
     Relative dataset roots are resolved against ``base_dir`` (default: the plan's folder).
     """
@@ -121,92 +203,70 @@ def load_plan(path: str | Path, base_dir: str | Path | None = None) -> Plan:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise PlanError(f"{where}: not valid TOML: {err}") from None
+    raw = apply_overrides(raw, overrides)
     base = Path(base_dir) if base_dir else path.parent
     problems: list[str] = []
-    _unknown(where, raw, TOP_KEYS, problems)
+    for key in raw:
+        if key not in TOP_KEYS:
+            problems.append(unknown_key(where, key, TOP_KEYS))
 
+    name = raw.get("name", path.stem)
+    description = raw.get("description", "")
+    for key, value in (("name", name), ("description", description)):
+        if not isinstance(value, str):
+            problems.append(f"{where}: {key} must be a string, got {value!r}")
     seeds = raw.get("seeds", [0])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool)
+                                                      for s in seeds)):
         problems.append(f"{where}: seeds must be a non-empty list of integers, got {seeds!r}")
         seeds = [0]
+    elif len(set(seeds)) != len(seeds):
+        problems.append(f"{where}: seeds has duplicates: {seeds}")
 
-    train = raw.get("train", {})
-    _unknown(f"{where}: [train]", train, TRAIN_KEYS, problems)
-    try:
-        TrainConfig(**{k: v for k, v in train.items() if k in TRAIN_KEYS})
-    except TypeError as err:
-        problems.append(f"{where}: [train]: {err}")
-
-    measure = raw.get("measure", {})
-    _unknown(f"{where}: [measure]", measure, MEASURE_KEYS, problems)
-    for p in measure.get("precision", ["fp32"]):
-        if p not in PRECISIONS:
-            problems.append(f"{where}: [measure].precision: {p!r} is not one of {', '.join(PRECISIONS)}")
-    if measure.get("device", "cpu") not in ("cpu", "cuda"):
-        problems.append(f"{where}: [measure].device must be 'cpu' or 'cuda', got {measure['device']!r}")
+    train = train_section(raw.get("train", {}), where, problems)
+    measure = read_section(MeasureSpec, raw.get("measure", {}), f"{where}: [measure]", problems)
 
     datasets: list[DatasetSpec] = []
-    names = set()
-    for k, d in enumerate(raw.get("datasets", [])):
-        at = f"{where}: datasets[{k}]"
-        _unknown(at, d, DATASET_KEYS, problems)
-        name, kind = d.get("name"), d.get("kind")
-        if not name:
-            problems.append(f"{at}: missing key 'name'")
-        elif name in names:
-            problems.append(f"{at}: duplicate dataset name {name!r}")
-        names.add(name)
-        if kind not in DATASET_KINDS:
-            problems.append(f"{at}: kind {kind!r} is not one of {', '.join(DATASET_KINDS)}")
-            continue
-        root = d.get("root")
-        if not kind.startswith("phantom"):
-            if not root:
-                problems.append(f"{at}: kind {kind!r} needs a 'root' folder")
-            else:
-                root = str((base / root).resolve()) if not Path(root).is_absolute() else root
-                if not Path(root).is_dir():
-                    problems.append(f"{at}: root folder {root} does not exist")
-        options = {key: v for key, v in d.items() if key not in ("name", "kind", "root")}
-        datasets.append(DatasetSpec(name or f"dataset{k}", kind, root, options))
-    if not raw.get("datasets"):
+    raw_datasets = raw.get("datasets", [])
+    if not raw_datasets:
         problems.append(f"{where}: no [[datasets]]")
+    for k, d in enumerate(raw_datasets if isinstance(raw_datasets, list) else []):
+        at = f"{where}: datasets[{k}]" + (f" ({d['name']})" if isinstance(d, dict) and "name" in d else "")
+        spec = read_section(DatasetSpec, d, at, problems)
+        if spec is None:
+            continue
+        if spec.name in {s.name for s in datasets}:
+            problems.append(f"{at}: duplicate dataset name {spec.name!r}")
+        if spec.phantom:
+            if spec.root:
+                problems.append(f"{at}: 'root' is for real datasets; kind {spec.kind!r} generates its cases")
+        else:
+            phantom_only = [k for k, f in DatasetSpec.__dataclass_fields__.items()
+                            if f.metadata.get("phantom") and k in d]
+            if phantom_only:
+                problems.append(f"{at}: {', '.join(phantom_only)} only apply to phantom kinds")
+            if not spec.root:
+                problems.append(f"{at}: kind {spec.kind!r} needs a 'root' folder")
+            else:
+                resolve_root(spec, base)
+                if not Path(spec.root).is_dir():
+                    problems.append(f"{at}: root folder {spec.root} does not exist")
+        datasets.append(spec)
 
     specs: list[ModelSpec] = []
-    labels = set()
-    for k, m in enumerate(raw.get("models", [])):
-        at = f"{where}: models[{k}]"
-        name = m.get("name")
-        if name not in models.list_models():
-            close = difflib.get_close_matches(str(name), models.list_models(), n=3)
-            problems.append(f"{at}: model {name!r} is not registered"
-                            + (f" (close matches: {', '.join(close)})" if close else ""))
-            continue
-        kwargs = {key: v for key, v in m.items() if key not in MODEL_META_KEYS}
-        label = m.get("label") or name + "".join(f" {key}={v}" for key, v in kwargs.items())
-        if label in labels:
-            problems.append(f"{at}: duplicate model label {label!r}")
-        labels.add(label)
-        levels = m.get("levels", [])
-        for kind in {d.kind for d in datasets}:
-            in_ch, n_cls = _model_kind_for(kind)
-            try:
-                model = models.create_model(name, **{"in_channels": in_ch, "num_classes": n_cls, **kwargs})
-            except (TypeError, ValueError) as err:
-                problems.append(f"{at}: {err}")
-                break
-            top = getattr(model, "prune_level", None)
-            if levels and (top is None or not getattr(model, "deep_supervision", False)):
-                problems.append(f"{at}: 'levels' needs a deep-supervision model with pruning levels")
-                break
-            bad = [lv for lv in levels if not (isinstance(lv, int) and top and 1 <= lv <= top)]
-            if bad:
-                problems.append(f"{at}: levels {bad} are not within 1..{top}")
-                break
-        specs.append(ModelSpec(name, label, kwargs, list(levels)))
-    if not raw.get("models"):
+    raw_models = raw.get("models", [])
+    if not raw_models:
         problems.append(f"{where}: no [[models]]")
+    for k, m in enumerate(raw_models if isinstance(raw_models, list) else []):
+        at = f"{where}: models[{k}]"
+        spec = read_section(ModelSpec, m, at, problems)
+        if spec is None:
+            continue
+        if spec.label in {s.label for s in specs}:
+            problems.append(f"{at}: duplicate model label {spec.label!r}")
+        _check_model(spec, datasets, at, problems)
+        specs.append(spec)
 
     if problems:
         raise PlanError(f"{len(problems)} problem(s) in plan:\n" + "\n".join(problems))
-    return Plan(raw.get("name", path.stem), str(path), seeds, train, measure, datasets, specs)
+    return Plan(name, description, str(path), seeds, train, measure, datasets, specs)

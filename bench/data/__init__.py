@@ -15,13 +15,13 @@ from .phantom import DEFAULT_SHAPE, write_phantom
 from .preprocess import PreprocessConfig, preprocess_case
 from .reader import CaseData, inspect_case, read_case
 from .selection import training_slices
-from .splits import make_splits, read_splits, write_splits
+from .splits import make_splits, read_splits, splits_path, write_splits
 from .verify import verify_dataset
 
 __all__ = [
     "CACHE_VERSION", "DEFAULT_SHAPE", "Case", "CaseData", "DataError", "PreprocessConfig",
     "Problem",
     "SliceCache", "Volume", "find_cases", "inspect_case", "make_splits", "map_labels", "open_cache",
-    "prepare_cache", "preprocess_case", "read_case", "read_splits", "read_volume",
+    "prepare_cache", "preprocess_case", "read_case", "read_splits", "splits_path", "read_volume",
     "training_slices", "verify_dataset", "write_phantom", "write_splits",
 ]

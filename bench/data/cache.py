@@ -10,7 +10,8 @@ dataset root, and every input file's name, size and mtime, plus :data:`CACHE_VER
   (body / brain);
 - ``meta.json``: version, config, dataset root, per case id / group / first slice / slice count /
   original shape / spacing / in-plane spacing after resize / crop offset; ``"complete": true``;
-- ``splits.json`` (written by :func:`bench.data.splits.write_splits`): case-level splits.
+- ``splits-s<seed>-t<test>-f<folds>.json`` (:func:`bench.data.splits.write_splits`): case-level
+  splits, one file per split setting.
 
 Writing is atomic: everything goes to a hidden ``.tmp-...-<pid>-...`` sibling folder, ``meta.json``
 last, and the folder is renamed into place only when complete. A half-written cache (a killed

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-SPLITS_FILE = "splits.json"
+
+def splits_path(folder: Path | str, seed: int, test_fraction: float, folds: int) -> Path:
+    """The splits file for these settings in ``folder``: ``splits-s{seed}-t{test}-f{folds}.json``.
+
+    Naming the file by its settings means a changed seed, test fraction or fold count never
+    reuses splits made with other settings.
+    """
+    return Path(folder) / f"splits-s{seed}-t{test_fraction:g}-f{folds}.json"
 
 
 def _natural(case_id: str):
@@ -71,14 +78,15 @@ def make_splits(case_ids: Iterable[str], seed: int = 0, test_fraction: float = 0
 
 
 def write_splits(folder: Path | str, splits: dict) -> Path:
-    """Write ``splits.json`` into ``folder`` atomically (temp file + rename)."""
-    path = Path(folder) / SPLITS_FILE
-    tmp = path.with_name(f".{SPLITS_FILE}.{os.getpid()}.tmp")
+    """Write ``splits`` into ``folder`` atomically (temp file + rename), named by their
+    settings (:func:`splits_path`); return the path."""
+    path = splits_path(folder, splits["seed"], splits["test_fraction"], splits["folds"])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(splits, indent=1))
     os.replace(tmp, path)
     return path
 
 
-def read_splits(folder: Path | str) -> dict:
-    """Read ``splits.json`` from ``folder``."""
-    return json.loads((Path(folder) / SPLITS_FILE).read_text())
+def read_splits(path: Path | str) -> dict:
+    """Read a splits file written by :func:`write_splits`."""
+    return json.loads(Path(path).read_text())

@@ -20,6 +20,7 @@ from bench.data import (
     prepare_cache,
     read_case,
     read_splits,
+    splits_path,
     training_slices,
     write_phantom,
     write_splits,
@@ -225,8 +226,20 @@ def test_splits_deterministic_case_level_and_stratified():
 
 def test_splits_file_roundtrip(tmp_path):
     splits = make_splits(["a", "b", "c", "d", "e", "f"], seed=1, folds=2)
-    write_splits(tmp_path, splits)
-    assert read_splits(tmp_path) == splits and [p.name for p in tmp_path.iterdir()] == ["splits.json"]
+    path = write_splits(tmp_path, splits)
+    assert read_splits(path) == splits and [p.name for p in tmp_path.iterdir()] == ["splits-s1-t0.2-f2.json"]
+
+
+def test_splits_are_keyed_by_their_settings(tmp_path):
+    """Changing the seed, test fraction or folds writes a new file; nothing is silently reused."""
+    ids = [str(k) for k in range(10)]
+    a = write_splits(tmp_path, make_splits(ids, seed=0, test_fraction=0.2, folds=2))
+    b = write_splits(tmp_path, make_splits(ids, seed=1, test_fraction=0.2, folds=2))
+    c = write_splits(tmp_path, make_splits(ids, seed=0, test_fraction=0.3, folds=2))
+    d = write_splits(tmp_path, make_splits(ids, seed=0, test_fraction=0.2, folds=4))
+    assert len({a, b, c, d}) == 4 and a == splits_path(tmp_path, 0, 0.2, 2)
+    assert read_splits(b)["test"] != read_splits(a)["test"]
+    assert len(read_splits(c)["test"]) == 3 and len(read_splits(d)["cv"]) == 4
 
 
 def test_training_slices(data_lits_root, tmp_path):
@@ -257,5 +270,5 @@ def test_cli_prepare_writes_cache_and_splits(data_brats_root, tmp_path, monkeypa
     assert code == 0, out
     assert "4 cases, 64 slices" in out and "input 4x64x64" in out
     path = next(p for p in tmp_path.iterdir() if p.name.startswith("brats-s64-"))
-    splits = read_splits(path)
+    splits = read_splits(splits_path(path, 3, 0.25, 2))
     assert splits["seed"] == 3 and len(splits["test"]) == 1 and len(splits["cv"]) == 2

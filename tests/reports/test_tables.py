@@ -7,7 +7,8 @@ import math
 import pandas as pd
 
 from reports.pareto import frontier, write_pareto_plots
-from reports.tables import aggregate, mean_score, to_latex, to_markdown, write_tables
+from reports.tables import aggregate, cells, mean_score, to_latex, to_markdown, write_tables
+from reports.text import format_number
 
 
 def _tidy():
@@ -31,15 +32,25 @@ def test_aggregate_means_sds_and_nan_counts():
 
 def test_markdown_and_latex_render_every_row(tmp_path):
     table = aggregate(_tidy())
-    md = to_markdown(table, "Dice (mean ± sd over cases)")
-    assert md.splitlines()[0] == "Dice (mean ± sd over cases)"
-    assert "| a | 4 | d | 0.8000 ± 0.141 | 0 |" in md
+    md = to_markdown(table, {"d": "Dice (mean ± sd over cases)"})
+    assert md.splitlines()[:3] == ["**d**", "", "Dice (mean ± sd over cases)"]
+    assert "| a     |     4 | d       | 0.8000 ± 0.1414 |              0 |" in md  # one number format
     tex = to_latex(table, "Dice")
-    assert r"\textbf{0.8000 $\pm$ 0.141}" in tex  # best Dice of the dataset in bold
+    assert r"\textbf{0.8000 $\pm$ 0.1414}" in tex  # best Dice of the dataset in bold
     assert tex.count(r"\\") == 4  # header + three rows
     paths = write_tables(table, tmp_path, "Dice")
     assert [p.name for p in paths] == ["table.csv", "table.md", "table.tex"]
     assert pd.read_csv(paths[0]).shape == table.shape
+
+
+def test_one_number_format_for_every_table():
+    assert [format_number(v) for v in (0.08389, 1.0, 210.44, 12345.6, 47867, 0.0, None, float("nan"))] == [
+        "0.08389", "1.000", "210.4", "12,346", "47,867", "0", "–", "–"]
+    cell = cells(pd.DataFrame({"label": ["x_1 & y"], "level": [0], "dataset": ["d"], "dice liver": [0.5],
+                               "dice liver sd": [0.25]}))
+    assert cell == [{"label": "x_1 & y", "level": "0", "dataset": "d", "dice liver": "0.5000 ± 0.2500"}]
+    tex = to_latex(pd.DataFrame({"label": ["x_1 & y"], "level": [0], "dataset": ["d"], "dice liver": [0.5]}))
+    assert r"x\_1 \& y" in tex and "x_1" not in tex
 
 
 def test_frontier_keeps_only_non_dominated_points(tmp_path):

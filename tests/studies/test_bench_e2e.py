@@ -57,7 +57,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_bench_writes_every_output(tiny_run):
-    _, out, code, _ = tiny_run
+    plan, out, code, _ = tiny_run
     assert code == 0
     for name in ["results.csv", "results.parquet", "efficiency.csv", "table.csv", "table.md", "table.tex",
                  "report.pdf", "pareto_lits_params.png", "pareto_lits_gmacs.png",
@@ -79,6 +79,12 @@ def test_bench_writes_every_output(tiny_run):
     table = pd.read_csv(out / "table.csv")
     assert len(table) == 3 and "dice liver" in table and "params" in table
     assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    md = (out / "table.md").read_text()  # the rule this run used for LiTS, stated with the table
+    assert "HD95 = the diagonal of the case's own volume in mm" in md and "373.13" not in md
+    items = pd.read_csv(out / "items.csv")
+    assert sorted(items["item"]) == ["LFU-Net w8|lits|s0", "U-Net w4|lits|s0"]
+    assert (items["empty"] == "diagonal").all() and (items["train_seconds"] > 0).all()
+    assert load_plan(out / "plan.toml").to_dict() == load_plan(plan).to_dict()  # the effective plan
 
 
 def test_second_run_has_nothing_to_do(tiny_run, capsys):
@@ -90,6 +96,9 @@ def test_second_run_has_nothing_to_do(tiny_run, capsys):
     assert "2/2 items complete (0 run now, 0 failed now)" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), before)
     assert warm < cold
+    # another effective plan in the same folder is refused before any work
+    assert main(["bench", str(plan), "--out", str(out), "--no-progress", "--set", "train.epochs=2"]) == 2
+    assert "holds a run of a different plan (differs in: train)" in capsys.readouterr().err
 
 
 def test_same_seed_gives_identical_metrics(tmp_path):
@@ -103,7 +112,7 @@ def test_same_seed_gives_identical_metrics(tmp_path):
     assert a["train"]["history"][-1]["loss"] == b["train"]["history"][-1]["loss"]
 
 
-def test_unreadable_dataset_fails_its_items_and_the_rest_complete(tmp_path, capsys):
+def test_unreadable_dataset_fails_its_items_and_the_rest_complete(tmp_path, capsys, caplog):
     data = tmp_path / "lits_real"
     write_phantom("lits", data, cases=5, shape=(32, 32, 8), seed=1, gzip=True)
     victim = sorted(data.rglob("volume-2.nii.gz"))[0]
@@ -116,9 +125,16 @@ root = "{data}"
 """
     path = tmp_path / "plan.toml"
     path.write_text(plan)
-    code = main(["bench", str(path), "--out", str(tmp_path / "run"), "--no-progress"])
+    with caplog.at_level("INFO", logger="lfubench.bench"):
+        code = main(["bench", str(path), "--out", str(tmp_path / "run"), "--no-progress",
+                     "--set", "train.epochs=1"])
     assert code == 2
     err = capsys.readouterr().err
+    log = caplog.text  # what a job log shows: a line per item start and end, and a summary
+    assert "item 1/4 LFU-Net w8|lits|s0: started (budget 1 epoch, batch 8)" in log
+    assert "item 1/4 LFU-Net w8|lits|s0: done in " in log and "test Dice L4 liver " in log
+    assert "item 3/4 LFU-Net w8|broken|s0: failed after " in log
+    assert "plan: 2/4 items complete; this worker ran 2 and saw 2 fail" in log
     assert "failed: LFU-Net w8|broken|s0: DataError: case 2:" in err
     assert "Training Batch 2/volume-2.nii.gz: unreadable NIfTI header" in err
     assert "lfubench bench: error: 2 item(s) failed: LFU-Net w8|broken|s0, U-Net w4|broken|s0" in err

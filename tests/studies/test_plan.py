@@ -63,8 +63,8 @@ def test_every_problem_is_reported_at_once(tmp_path):
     text = "\n".join(lines)
     assert "[train]: unknown key 'epoch' (did you mean 'epochs'?)" in text
     assert "models[1]: model 'unett' is not registered (close matches: unet" in text
-    assert f"datasets[1]: root folder {tmp_path / 'missing'} does not exist" in text
-    assert "[measure].precision: 'fp8' is not one of fp32, fp16, bf16" in text
+    assert f"datasets[1] (brats): root folder {tmp_path / 'missing'} does not exist" in text
+    assert "[measure]: precision 'fp8' is not one of fp32, fp16, bf16" in text
     assert "models[2]: lfunet: base_width 12 is not divisible by groups 8" in text
     assert "models[3]: 'levels' needs a deep-supervision model with pruning levels" in text
     assert all(line.startswith(str(tmp_path)) for line in lines[1:])
@@ -77,3 +77,72 @@ def test_missing_and_malformed_files(tmp_path):
         load_plan(_write(tmp_path, "name = \n"))
     with pytest.raises(PlanError, match="no \\[\\[models\\]\\]"):
         load_plan(_write(tmp_path, '[[datasets]]\nname="x"\nkind="phantom-lits"\n'))
+
+
+def test_types_and_ranges_are_validated_up_front(tmp_path):
+    """Wrong types and out-of-range values fail validation, each on its own line."""
+    bad = GOOD.replace("cases = 4", 'cases = "ten"\nsize = 100').replace("epochs = 2", "epochs = 0")
+    bad = bad.replace("batch_sizes = [1]", "batch_sizes = [0]\nwarmup = 1.5")
+    bad = bad.replace('kind = "phantom-brats"', 'kind = "phantom-brats"\ntest = 1.0\nempty = "zero"')
+    with pytest.raises(PlanError) as info:
+        load_plan(_write(tmp_path, bad))
+    text = str(info.value)
+    assert text.startswith("7 problem(s) in plan:")
+    assert "datasets[0] (lits): cases must be an integer, got 'ten'" in text
+    assert "datasets[0] (lits): size must be a multiple of 16, got 100" in text
+    assert "[train]: epochs must be >= 1, got 0" in text
+    assert "[measure]: batch_sizes items must be >= 1, got 0" in text
+    assert "[measure]: warmup must be an integer, got 1.5" in text
+    assert "datasets[1] (brats): test must be < 1, got 1.0" in text
+    assert "datasets[1] (brats): empty 'zero' is not one of brats, diagonal, nan" in text
+
+
+def test_keys_the_pipeline_sets_are_rejected_with_where_they_belong(tmp_path):
+    bad = GOOD.replace("epochs = 2", 'epochs = 2\ndevice = "cuda"\nseed = 3')
+    bad = bad.replace("base_width = 8", "base_width = 8\nin_channels = 1")
+    with pytest.raises(PlanError) as info:
+        load_plan(_write(tmp_path, bad))
+    text = str(info.value)
+    assert "[train]: key 'device' is not a plan setting here: set [measure].device" in text
+    assert "[train]: key 'seed' is not a plan setting here: list the seeds at the top level" in text
+    assert "models[1]: key 'in_channels' is not a plan setting here: the dataset sets it" in text
+
+
+def test_defaults_come_from_the_schema_and_the_dataset_table(tmp_path):
+    plan = load_plan(_write(tmp_path, GOOD))
+    lits, brats = plan.datasets
+    assert (lits.size, lits.empty, lits.cases, lits.test, lits.shape) == (256, "diagonal", 4, 0.2, [128, 128, 48])
+    assert (brats.size, brats.empty, brats.cases) == (192, "brats", 12)
+    assert plan.train.epochs == 2 and plan.train.lr == 1e-3 and plan.train.threads is None
+    assert plan.measure.timing().max_iters == plan.measure.iterations == 200
+
+
+def test_overrides_are_applied_and_validated_like_the_file(tmp_path):
+    path = _write(tmp_path, GOOD)
+    plan = load_plan(path, overrides=["train.epochs=3", "datasets.lits.cases=6", "measure.batch_sizes=[1, 8]",
+                                      "models.LFU-Net w8.base_width=16", "models.1.levels=[]", "seeds=[5]",
+                                      "measure.device=cpu", "datasets.brats.empty=nan"])
+    assert plan.train.epochs == 3 and plan.datasets[0].cases == 6 and plan.measure.batch_sizes == [1, 8]
+    assert plan.models[0].kwargs == {"base_width": 16} and plan.seeds == [5]
+    assert plan.datasets[1].empty == "nan"
+    assert [i.id for i in plan.items()][0] == "LFU-Net w8|lits|s5"
+    with pytest.raises(PlanError, match=r"\[train\]: epochs must be an integer, got 'two'"):
+        load_plan(path, overrides=["train.epochs=two"])
+    with pytest.raises(PlanError) as info:
+        load_plan(path, overrides=["datasets.kits.cases=3", "train", "optimizer.lr=1"])
+    text = str(info.value)
+    assert text.startswith("3 problem(s) in --set:")
+    assert "no dataset 'kits' in the plan (there are: lits, brats)" in text
+    assert "'train': must look like KEY=VALUE" in text
+    assert "'optimizer.lr' is not a plan setting" in text
+
+
+def test_effective_plan_round_trips(tmp_path):
+    """The effective plan (defaults filled in) reads back into the same plan."""
+    import tomli_w
+
+    plan = load_plan(_write(tmp_path, GOOD), overrides=["train.epochs=5"])
+    again = tmp_path / "effective.toml"
+    again.write_text(tomli_w.dumps(plan.to_dict()))
+    reread = load_plan(again)
+    assert reread.to_dict() == plan.to_dict() and reread.train.epochs == 5

@@ -1,0 +1,51 @@
+"""The tidy tables every run yields, defined once: their columns, in order, and the one
+function that builds a row of each.
+
+- **results** (``results.csv``/``.parquet``): one row per item x pruning level x case x
+  class/region x metric;
+- **efficiency** (``efficiency.csv``): one row per item x pruning level x measured
+  configuration (device, batch, precision);
+- **items** (``items.csv``): one row per item: training figures and the conventions the run
+  used (the sentences of :mod:`bench.conventions` as stored with the item).
+
+The item pipeline (:mod:`studies.pipeline`) writes rows with :func:`row`; reports read the
+DataFrames made by :func:`frame`. ``level`` is the pruning level evaluated, 0 for a model
+without levels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+#: what identifies the model evaluated: one item at one pruning level
+KEY_COLUMNS = ["item", "model", "label", "dataset", "seed", "level"]
+
+RESULT_COLUMNS = [*KEY_COLUMNS, "case", "region", "metric", "value"]
+
+EFFICIENCY_COLUMNS = [*KEY_COLUMNS, "params", "gmacs", "input", "device", "batch", "precision",
+                      "latency_ms", "p90_ms", "peak_mb", "status"]
+
+#: the conventions stored with each item, one column per sentence
+CONVENTION_COLUMNS = ["conv_scores", "conv_empty", "conv_params", "conv_macs", "conv_latency"]
+
+ITEM_COLUMNS = ["item", "model", "label", "dataset", "seed", "empty", "best_val_dice", "best_epoch",
+                "epochs", "steps", "train_seconds", "item_seconds", *CONVENTION_COLUMNS]
+
+
+def row(columns: Sequence[str], **values) -> dict:
+    """A row with exactly ``columns`` (in order); a missing or unknown column raises ``KeyError``."""
+    missing = [c for c in columns if c not in values]
+    extra = [c for c in values if c not in columns]
+    if missing or extra:
+        raise KeyError(f"row does not match its schema: missing {missing}, unknown {extra}")
+    return {c: values[c] for c in columns}
+
+
+def frame(rows: Iterable[dict], columns: Sequence[str]) -> pd.DataFrame:
+    """A DataFrame of ``rows`` with exactly ``columns`` (empty when there are no rows)."""
+    df = pd.DataFrame(list(rows), columns=list(columns))
+    if "value" in df:
+        df["value"] = pd.to_numeric(df["value"], errors="coerce")  # None (NaN in JSON) -> NaN
+    return df
