@@ -8,8 +8,10 @@ original voxel grid, and score it in 3D, in mm, against the original label file.
   the crop are background. Regions WT, TC, ET (internal labels 1 necrotic/non-enhancing core,
   2 edema, 3 enhancing).
 - Metrics: ``bench.metrics`` (medpy's definitions), voxel spacing of the original header,
-  surfaces with connectivity 1, the empty-mask rule of the caller (default ``brats``: both
-  empty -> Dice 1, HD95 0; one empty -> Dice 0, HD95 373.13 mm).
+  surfaces with connectivity 1, the empty-mask rule of the caller, by default the dataset's
+  (:data:`bench.datasets.DATASETS`: LiTS ``diagonal``: one mask empty -> Dice 0, HD95 = the
+  diagonal of the case's volume in mm; BraTS ``brats``: one mask empty -> Dice 0, HD95
+  373.13 mm; both rules: both empty -> Dice 1, HD95 0).
 
 Rows are JSON-able: ``{"case", "region", "metric", "value"}`` (NaN written as None).
 """
@@ -62,17 +64,20 @@ def restore_geometry(probs: torch.Tensor, dataset: str, info: dict) -> np.ndarra
 
 
 def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, metrics=("dice", "hd95"),
-                   empty: str = "brats", batch_size: int = 16, device: str = "cpu",
+                   empty: str | None = None, batch_size: int = 16, device: str = "cpu",
                    channels_last: bool = True) -> list[dict]:
     """Per-case 3D metrics of ``model`` on ``case_ids``, as tidy JSON-able rows.
 
     The original labels are read again from the dataset files the cache was built from.
+    ``empty`` is an empty-mask convention of :mod:`bench.metrics` (``"brats"``, ``"diagonal"``,
+    ``"nan"``); ``None`` (default) takes the dataset's rule from :data:`bench.datasets.DATASETS`.
     """
     dataset = cache.meta["config"]["dataset"]
     root = cache.meta["root"]
     cases = {c.case_id: c for c in find_cases(dataset, root)[0]}
     facts = DATASETS[dataset]
-    acc = MetricsAccumulator(metrics, regions=facts.region_set, empty=empty, scheme=facts.label_scheme)
+    acc = MetricsAccumulator(metrics, regions=facts.region_set, empty=facts.empty if empty is None else empty,
+                             scheme=facts.label_scheme)
     for cid in case_ids:
         images, _ = cache.case_volume(cid)
         info = cache.cases[cid]
