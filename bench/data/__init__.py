@@ -10,7 +10,7 @@ conventions; the evaluation regions are :func:`bench.metrics.split_labels`), ``p
 from .cache import CACHE_VERSION, SliceCache, open_cache, prepare_cache
 from .labels import map_labels
 from .layouts import Case, Problem, find_cases
-from .nifti import DataError, Volume, read_volume
+from .nifti import DataError
 from .phantom import DEFAULT_SHAPE, write_phantom
 from .preprocess import PreprocessConfig, preprocess_case
 from .reader import CaseData, inspect_case, read_case
@@ -21,7 +21,7 @@ from .verify import verify_dataset
 __all__ = [
     "CACHE_VERSION", "DEFAULT_SHAPE", "Case", "CaseData", "DataError", "PreprocessConfig",
     "Problem",
-    "SliceCache", "Volume", "find_cases", "inspect_case", "make_splits", "map_labels", "open_cache",
-    "prepare_cache", "preprocess_case", "read_case", "read_splits", "splits_path", "read_volume",
+    "SliceCache", "find_cases", "inspect_case", "make_splits", "map_labels", "open_cache",
+    "prepare_cache", "preprocess_case", "read_case", "read_splits", "splits_path",
     "training_slices", "verify_dataset", "write_phantom", "write_splits",
 ]

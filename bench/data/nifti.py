@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import logging
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -35,23 +34,6 @@ class DataError(LfubenchError):
 
 class ReadFailure(Exception):
     """Internal: a file could not be read; ``str()`` is the one-line reason."""
-
-
-@dataclass(frozen=True)
-class Volume:
-    """One NIfTI volume in canonical ``[z, y, x]`` order.
-
-    Attributes:
-        array: the voxel values (``float32`` unless read raw), shape ``(Z, Y, X)``.
-        spacing: voxel size in mm, ``(z, y, x)``.
-        affine: the header affine as stored in the file (before reorientation), 4x4.
-        header_shape: the array shape as stored in the file.
-    """
-
-    array: np.ndarray
-    spacing: tuple[float, float, float]
-    affine: np.ndarray
-    header_shape: tuple[int, ...]
 
 
 def load_image(path: Path) -> nib.Nifti1Image:
@@ -103,14 +85,6 @@ def canonical_spacing(img: nib.Nifti1Image) -> tuple[float, float, float]:
     """Voxel spacing in mm in canonical ``(z, y, x)`` order."""
     zooms = nib.as_closest_canonical(img).header.get_zooms()[:3]
     return (float(zooms[2]), float(zooms[1]), float(zooms[0]))
-
-
-def read_volume(path: Path, raw: bool = False) -> Volume:
-    """Read one NIfTI file into a :class:`Volume`; raise :class:`ReadFailure` on any problem."""
-    img = load_image(path)
-    array = read_data(img, raw=raw)
-    return Volume(array=array, spacing=canonical_spacing(img), affine=np.asarray(img.affine),
-                  header_shape=spatial_shape(img))
 
 
 def fmt_shape(shape) -> str:
