@@ -1,4 +1,4 @@
-"""Shared building blocks and the output contract of every lfubench model.
+"""Shared building blocks, the pruning-level layout and the output contract of every model.
 
 Every model derives from :class:`SegmentationNet`:
 
@@ -7,6 +7,9 @@ Every model derives from :class:`SegmentationNet`:
   (a one-element list for models without deep supervision);
 - ``H`` and ``W`` must be divisible by ``model.size_multiple`` (16 for four poolings),
   otherwise a ``ValueError`` names the model, the size and the nearest valid size.
+
+Also here: the decoder nodes and heads of each pruning level of the UNet++ grid (shared by
+UNet++ and LFU-Net), and the conv units and resampling helpers the families share.
 """
 
 from __future__ import annotations
@@ -94,6 +97,25 @@ def check_positive(model: str, **values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{model}: {name} must be a positive integer, got {value!r}")
+
+
+PRUNE_LEVELS = (1, 2, 3, 4)
+
+
+def level_nodes(level: int) -> list[tuple[int, int]]:
+    """Decoder nodes ``(i, j)`` (j >= 1) of the level-``level`` sub-network of the UNet++ grid.
+
+    In compute order: level k adds the anti-diagonal ``i + j = k``, deepest node first (the
+    order of the authors' code), after encoder node ``x{k}_0``. UNet++ and LFU-Net build and
+    compute exactly these nodes.
+    """
+    return [(i, k - i) for k in range(1, level + 1) for i in range(k - 1, -1, -1)]
+
+
+def head_levels(prune_level: int, deep_supervision: bool) -> list[int]:
+    """Levels whose output heads (on ``x0_k``) a model holds: ``1 .. prune_level`` with deep
+    supervision, otherwise ``prune_level`` alone."""
+    return list(range(1, prune_level + 1)) if deep_supervision else [prune_level]
 
 
 def stage_widths(base_width: int, depth: int = 5) -> list[int]:

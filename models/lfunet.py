@@ -22,7 +22,8 @@ output at level k is the mean of the heads on ``x0_1 .. x0_k``.
 Two departures from the authors' forward, neither changing any output bit:
 
 - a model built with ``prune_level=k`` holds and computes only the level-k sub-network
-  (the authors' forward computes every node whatever output is used);
+  (the node and head lists of :mod:`models.blocks`, shared with UNet++; the authors'
+  forward computes every node whatever output is used);
 - each distinct transition output (same conv, same source, same resampling) is computed
   once and reused; the authors recompute it for every node that uses it (for example
   ``p0(x0_0)`` four times). Setting ``model.dedupe = False`` restores the authors' order
@@ -38,16 +39,18 @@ from torch import nn
 
 from ._registry import register_model
 from .blocks import (
+    PRUNE_LEVELS,
     DoubleConv,
     SegmentationNet,
     check_choice,
     check_positive,
     downsample,
+    head_levels,
+    level_nodes,
     stage_widths,
     upsample,
 )
 
-PRUNE_LEVELS = (1, 2, 3, 4)
 SKIP_MODES = ("full", "nested")
 
 
@@ -79,11 +82,6 @@ def node_skips(i: int, j: int, skip_mode: str = "full", share_transitions: bool 
     if share_transitions:
         return [Skip(s, op, f, f"{t}{lv}") for s, op, f, t, lv in edges]
     return [Skip(s, op, f, f"{_node(*s)}_to_{_node(i, j)}") for s, op, f, _, _ in edges]
-
-
-def level_nodes(level: int) -> list[tuple[int, int]]:
-    """Decoder nodes of the level-``level`` sub-network in the authors' compute order."""
-    return [(i, k - i) for k in range(1, level + 1) for i in range(k - 1, -1, -1)]
 
 
 class LFUNet(SegmentationNet):
@@ -191,8 +189,7 @@ class LFUNet(SegmentationNet):
                 out[i + j, 0] = self.encoder[_node(i + j, 0)](downsample(out[i + j - 1, 0], 2))
             parts = [self._skip_input(s, out, cache) for s in self.skips[node]]
             out[node] = self.decoder[_node(*node)](torch.cat(parts, 1))
-        levels = range(1, self.prune_level + 1) if self.deep_supervision else [self.prune_level]
-        return [self.head(out[0, k]) for k in levels]
+        return [self.head(out[0, k]) for k in head_levels(self.prune_level, self.deep_supervision)]
 
 
 @register_model

@@ -4,6 +4,8 @@ Segmentation"; TMI 2019, "UNet++: Redesigning Skip Connections ...").
 Nodes are named by their grid position ``x{i}_{j}``: row ``i`` is the resolution level
 (i = 0 is full resolution), column ``j`` the position along the nested skip pathway. The
 level-k sub-network holds the nodes with ``i + j <= k``; its output head sits on ``x0_k``.
+A model built with ``prune_level=k`` holds and computes only that sub-network; its node and
+head lists come from :mod:`models.blocks`, shared with LFU-Net.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ import torch
 from torch import nn
 
 from ._registry import register_model
-from .blocks import DoubleConv, SegmentationNet, Up, check_choice, check_positive, stage_widths
-
-PRUNE_LEVELS = (1, 2, 3, 4)
-
-
-def level_nodes(level: int) -> list[tuple[int, int]]:
-    """Decoder nodes ``(i, j)`` (j >= 1) of the level-``level`` sub-network, in compute order."""
-    return [(i, k - i) for k in range(1, level + 1) for i in range(k - 1, -1, -1)]
+from .blocks import (
+    PRUNE_LEVELS,
+    DoubleConv,
+    SegmentationNet,
+    Up,
+    check_choice,
+    check_positive,
+    head_levels,
+    level_nodes,
+    stage_widths,
+)
 
 
 class UNetPlusPlus(SegmentationNet):
@@ -72,27 +77,27 @@ class UNetPlusPlus(SegmentationNet):
             {f"x{i}_0": DoubleConv(in_channels if i == 0 else w[i - 1], w[i], **unit)
              for i in range(prune_level + 1)}
         )
+        self.nodes = level_nodes(prune_level)
         self.up = nn.ModuleDict()
         self.decoder = nn.ModuleDict()
-        for i, j in level_nodes(prune_level):
-            name = f"x{i}_{j}"
-            self.up[name] = Up(w[i + 1], w[i], up_mode)
-            self.decoder[name] = DoubleConv(self.up[name].out_channels + j * w[i], w[i], **unit)
-        levels = range(1, prune_level + 1) if deep_supervision else [prune_level]
-        self.heads = nn.ModuleDict({f"l{k}": nn.Conv2d(w[0], num_classes, 1) for k in levels})
+        for i, j in self.nodes:
+            node = f"x{i}_{j}"
+            self.up[node] = Up(w[i + 1], w[i], up_mode)
+            self.decoder[node] = DoubleConv(self.up[node].out_channels + j * w[i], w[i], **unit)
+        self.heads = nn.ModuleDict(
+            {f"l{k}": nn.Conv2d(w[0], num_classes, 1) for k in head_levels(prune_level, deep_supervision)}
+        )
 
     def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
         self.check_input(x)
-        k = self.prune_level
-        nodes: dict[tuple[int, int], torch.Tensor] = {(0, 0): self.encoder["x0_0"](x)}
-        for i in range(1, k + 1):
-            nodes[i, 0] = self.encoder[f"x{i}_0"](nn.functional.max_pool2d(nodes[i - 1, 0], 2))
-            for r in range(i - 1, -1, -1):  # the nodes of sub-network i, deepest first
-                c = i - r
-                name = f"x{r}_{c}"
-                inputs = [self.up[name](nodes[r + 1, c - 1])] + [nodes[r, m] for m in range(c)]
-                nodes[r, c] = self.decoder[name](torch.cat(inputs, 1))
-        return [self.heads[key](nodes[0, int(key[1:])]) for key in self.heads]
+        out: dict[tuple[int, int], torch.Tensor] = {(0, 0): self.encoder["x0_0"](x)}
+        for i, j in self.nodes:
+            if (i + j, 0) not in out:  # the first node of level i + j needs its encoder node
+                out[i + j, 0] = self.encoder[f"x{i + j}_0"](nn.functional.max_pool2d(out[i + j - 1, 0], 2))
+            node = f"x{i}_{j}"
+            inputs = [self.up[node](out[i + 1, j - 1])] + [out[i, m] for m in range(j)]
+            out[i, j] = self.decoder[node](torch.cat(inputs, 1))
+        return [self.heads[f"l{k}"](out[0, k]) for k in head_levels(self.prune_level, self.deep_supervision)]
 
 
 @register_model

@@ -7,6 +7,7 @@ import torch
 
 import models
 from bench.complexity import count_params, fvcore_macs
+from models.blocks import level_nodes
 
 ALL = models.list_models()
 
@@ -138,6 +139,14 @@ def test_transfer_from_model_without_deep_supervision_names_missing_heads():
     pruned = models.create_model("unetpp", base_width=8, prune_level=2)
     with pytest.raises(KeyError, match="heads.l1"):
         pruned.load_from_full(full.state_dict())
+
+
+@pytest.mark.parametrize("name", ["unetpp", "lfunet"])
+@pytest.mark.parametrize("level", [1, 2, 3, 4])
+def test_pruned_models_hold_the_shared_level_nodes(name, level):
+    model = models.create_model(name, base_width=8, prune_level=level)
+    assert list(model.decoder) == [f"x{i}_{j}" for i, j in level_nodes(level)]
+    assert list(model.encoder) == [f"x{i}_0" for i in range(level + 1)]
 
 
 def test_unknown_model_lists_close_matches():
