@@ -1,8 +1,21 @@
 """The lfubench model zoo: U-Net, UNet++, UNet 3+ and LFU-Net, and presets that reproduce
-the original authors' code."""
+the original authors' forward functions.
+
+``create_model(name, **kwargs)`` builds a registered model named ``name``; a bad model
+configuration raises ``ModelConfigError`` (a ``ValueError``; ``UnknownModelError`` for an
+unknown name is one too).
+"""
 
 from . import lfunet, unet, unet3p, unetpp  # noqa: F401  (registers the models)
-from ._registry import UnknownModelError, create_model, list_models, register_model
+from ._registry import create_model, list_models, register_model
 from .blocks import SegmentationNet
+from .errors import ModelConfigError, UnknownModelError
 
-__all__ = ["SegmentationNet", "UnknownModelError", "create_model", "list_models", "register_model"]
+__all__ = [
+    "ModelConfigError",
+    "SegmentationNet",
+    "UnknownModelError",
+    "create_model",
+    "list_models",
+    "register_model",
+]

@@ -6,18 +6,46 @@ Every model derives from :class:`SegmentationNet`:
 - ``model.forward_heads(x)`` returns the list of deep-supervision heads, level 1 first
   (a one-element list for models without deep supervision);
 - ``H`` and ``W`` must be divisible by ``model.size_multiple`` (16 for four poolings),
-  otherwise a ``ValueError`` names the model, the size and the nearest valid size.
+  otherwise a ``ValueError`` names the model, the size and the nearest valid size;
+- ``model.model_name`` is the registered name the model was built under (the registry builds
+  inside :func:`building`), or the class name for a class used directly; the model's errors
+  name it.
 
-Also here: the decoder nodes and heads of each pruning level of the UNet++ grid (shared by
-UNet++ and LFU-Net), and the conv units and resampling helpers the families share.
+Also here: the argument checks that raise :class:`~models.errors.ModelConfigError`, the
+decoder nodes and heads of each pruning level of the UNet++ grid (shared by UNet++ and
+LFU-Net), and the conv units and resampling helpers the families share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import nn
+
+from .errors import ModelConfigError
+
+_BUILDING: ContextVar[str | None] = ContextVar("lfubench_model_name", default=None)
+
+
+@contextmanager
+def building(name: str) -> Iterator[None]:
+    """Name every :class:`SegmentationNet` constructed inside this block ``name``.
+
+    The registry runs each registered constructor inside it, so a model is named after the
+    name it was created by. Nested blocks keep the outermost name: a constructor registered
+    as ``a`` that calls the one registered as ``b`` builds a model named ``a``.
+    """
+    if _BUILDING.get() is not None:
+        yield
+        return
+    token = _BUILDING.set(name)
+    try:
+        yield
+    finally:
+        _BUILDING.reset(token)
 
 
 def _nearest_multiple(n: int, m: int) -> int:
@@ -27,16 +55,18 @@ def _nearest_multiple(n: int, m: int) -> int:
 class SegmentationNet(nn.Module):
     """Base class: input-size check, head merging and weight transfer between pruning levels.
 
-    Subclasses implement :meth:`forward_heads`; ``forward`` merges the heads according to
-    ``head_merge``: ``"last"`` returns the deepest head kept, ``"mean"`` the mean of all heads.
+    Subclasses call ``super().__init__()`` first, which sets ``model_name``, check their
+    arguments with it, and implement :meth:`forward_heads`; ``forward`` merges the heads
+    according to ``head_merge``: ``"last"`` returns the deepest head kept, ``"mean"`` the mean
+    of all heads.
     """
 
     size_multiple: int = 16
     head_merge: str = "last"
 
-    @property
-    def model_name(self) -> str:
-        return getattr(self, "_model_name", type(self).__name__)
+    def __init__(self) -> None:
+        super().__init__()
+        self.model_name: str = _BUILDING.get() or type(self).__name__
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` if ``x`` is not ``(B, in_channels, H, W)`` with H, W valid."""
@@ -86,17 +116,32 @@ class SegmentationNet(nn.Module):
 
 
 def check_choice(model: str, name: str, value, allowed) -> None:
-    """Raise ``ValueError`` naming the model and argument if ``value`` is not allowed."""
+    """Raise ``ModelConfigError`` naming the model and argument if ``value`` is not allowed."""
     if value not in allowed:
-        raise ValueError(
+        raise ModelConfigError(
             f"{model}: {name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}"
         )
 
 
 def check_positive(model: str, **values: int) -> None:
+    """Raise ``ModelConfigError`` naming the model and argument unless each value is an int >= 1."""
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{model}: {name} must be a positive integer, got {value!r}")
+            raise ModelConfigError(f"{model}: {name} must be a positive integer, got {value!r}")
+
+
+def check_flag(model: str, **values: bool) -> None:
+    """Raise ``ModelConfigError`` naming the model and argument unless each value is a bool."""
+    for name, value in values.items():
+        if not isinstance(value, bool):
+            raise ModelConfigError(f"{model}: {name} must be True or False, got {value!r}")
+
+
+def check_probability(model: str, **values: float) -> None:
+    """Raise ``ModelConfigError`` naming the model and argument unless each value is in [0, 1)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+            raise ModelConfigError(f"{model}: {name} must be a number in [0, 1), got {value!r}")
 
 
 PRUNE_LEVELS = (1, 2, 3, 4)

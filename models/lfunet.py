@@ -43,6 +43,7 @@ from .blocks import (
     DoubleConv,
     SegmentationNet,
     check_choice,
+    check_flag,
     check_positive,
     downsample,
     head_levels,
@@ -50,6 +51,7 @@ from .blocks import (
     stage_widths,
     upsample,
 )
+from .errors import ModelConfigError
 
 SKIP_MODES = ("full", "nested")
 
@@ -125,15 +127,16 @@ class LFUNet(SegmentationNet):
         head_merge: str = "mean",
     ) -> None:
         super().__init__()
-        self._model_name = "lfunet"
+        name = self.model_name
         check_positive(
-            "lfunet", in_channels=in_channels, num_classes=num_classes, base_width=base_width, groups=groups
+            name, in_channels=in_channels, num_classes=num_classes, base_width=base_width, groups=groups
         )
         if base_width % groups:
-            raise ValueError(f"lfunet: base_width {base_width} is not divisible by groups {groups}")
-        check_choice("lfunet", "prune_level", prune_level, PRUNE_LEVELS)
-        check_choice("lfunet", "skip_mode", skip_mode, SKIP_MODES)
-        check_choice("lfunet", "head_merge", head_merge, ("last", "mean"))
+            raise ModelConfigError(f"{name}: base_width {base_width} is not divisible by groups {groups}")
+        check_flag(name, deep_supervision=deep_supervision, share_transitions=share_transitions)
+        check_choice(name, "prune_level", prune_level, PRUNE_LEVELS)
+        check_choice(name, "skip_mode", skip_mode, SKIP_MODES)
+        check_choice(name, "head_merge", head_merge, ("last", "mean"))
         self.in_channels, self.num_classes = in_channels, num_classes
         self.deep_supervision, self.prune_level, self.head_merge = deep_supervision, prune_level, head_merge
         self.dedupe = True
@@ -204,6 +207,4 @@ def lfunet_deng2023(in_channels: int = 3, num_classes: int = 1, **kwargs) -> LFU
     shared skips, output the mean of the four heads. Their ``cfg`` is missing, so 3 input
     channels (their first conv) and 1 class: 47,849 parameters.
     """
-    model = LFUNet(in_channels=in_channels, num_classes=num_classes, **kwargs)
-    model._model_name = "lfunet_deng2023"
-    return model
+    return LFUNet(in_channels=in_channels, num_classes=num_classes, **kwargs)

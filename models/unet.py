@@ -11,7 +11,16 @@ import torch
 from torch import nn
 
 from ._registry import register_model
-from .blocks import DoubleConv, SegmentationNet, Up, check_choice, check_positive, stage_widths
+from .blocks import (
+    DoubleConv,
+    SegmentationNet,
+    Up,
+    check_choice,
+    check_flag,
+    check_positive,
+    check_probability,
+    stage_widths,
+)
 
 
 class UNet(SegmentationNet):
@@ -43,9 +52,11 @@ class UNet(SegmentationNet):
         up_mode: str = "bilinear",
     ) -> None:
         super().__init__()
-        self._model_name = "unet"
-        check_positive("unet", in_channels=in_channels, num_classes=num_classes, base_width=base_width)
-        check_choice("unet", "up_mode", up_mode, ("bilinear", "deconv"))
+        name = self.model_name
+        check_positive(name, in_channels=in_channels, num_classes=num_classes, base_width=base_width)
+        check_flag(name, norm=norm)
+        check_probability(name, dropout=dropout)
+        check_choice(name, "up_mode", up_mode, ("bilinear", "deconv"))
         self.in_channels, self.num_classes = in_channels, num_classes
         w = stage_widths(base_width)
         unit = dict(norm=norm, dropout=dropout)
@@ -88,6 +99,4 @@ def unet_zhou2018(in_channels: int = 1, num_classes: int = 1, **kwargs) -> UNet:
     """
     cfg = dict(base_width=32, norm=False, dropout=0.5, up_mode="deconv")
     cfg.update(kwargs)
-    model = UNet(in_channels=in_channels, num_classes=num_classes, **cfg)
-    model._model_name = "unet_zhou2018"
-    return model
+    return UNet(in_channels=in_channels, num_classes=num_classes, **cfg)

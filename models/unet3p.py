@@ -14,7 +14,15 @@ import torch
 from torch import nn
 
 from ._registry import register_model
-from .blocks import ConvBNReLU, DoubleConv, SegmentationNet, check_positive, stage_widths, upsample
+from .blocks import (
+    ConvBNReLU,
+    DoubleConv,
+    SegmentationNet,
+    check_flag,
+    check_positive,
+    stage_widths,
+    upsample,
+)
 
 
 def _name(i: int) -> str:
@@ -45,8 +53,9 @@ class UNet3Plus(SegmentationNet):
         align_corners: bool = True,
     ) -> None:
         super().__init__()
-        self._model_name = "unet3p"
-        check_positive("unet3p", in_channels=in_channels, num_classes=num_classes, base_width=base_width)
+        name = self.model_name
+        check_positive(name, in_channels=in_channels, num_classes=num_classes, base_width=base_width)
+        check_flag(name, align_corners=align_corners)
         self.in_channels, self.num_classes = in_channels, num_classes
         self.align_corners = align_corners
         w = stage_widths(base_width)
@@ -102,6 +111,4 @@ def unet3p_huang2020(in_channels: int = 3, num_classes: int = 1, **kwargs) -> UN
     """
     cfg = dict(base_width=64, align_corners=False)
     cfg.update(kwargs)
-    model = UNet3Plus(in_channels=in_channels, num_classes=num_classes, **cfg)
-    model._model_name = "unet3p_huang2020"
-    return model
+    return UNet3Plus(in_channels=in_channels, num_classes=num_classes, **cfg)

@@ -20,7 +20,9 @@ from .blocks import (
     SegmentationNet,
     Up,
     check_choice,
+    check_flag,
     check_positive,
+    check_probability,
     head_levels,
     level_nodes,
     stage_widths,
@@ -64,11 +66,13 @@ class UNetPlusPlus(SegmentationNet):
         up_mode: str = "bilinear",
     ) -> None:
         super().__init__()
-        self._model_name = "unetpp"
-        check_positive("unetpp", in_channels=in_channels, num_classes=num_classes, base_width=base_width)
-        check_choice("unetpp", "prune_level", prune_level, PRUNE_LEVELS)
-        check_choice("unetpp", "head_merge", head_merge, ("last", "mean"))
-        check_choice("unetpp", "up_mode", up_mode, ("bilinear", "deconv"))
+        name = self.model_name
+        check_positive(name, in_channels=in_channels, num_classes=num_classes, base_width=base_width)
+        check_flag(name, deep_supervision=deep_supervision, norm=norm)
+        check_probability(name, dropout=dropout)
+        check_choice(name, "prune_level", prune_level, PRUNE_LEVELS)
+        check_choice(name, "head_merge", head_merge, ("last", "mean"))
+        check_choice(name, "up_mode", up_mode, ("bilinear", "deconv"))
         self.in_channels, self.num_classes = in_channels, num_classes
         self.deep_supervision, self.prune_level, self.head_merge = deep_supervision, prune_level, head_merge
         w = stage_widths(base_width)
@@ -119,8 +123,6 @@ def unetpp_zhou2018(
     """
     cfg = dict(base_width=32, norm=False, dropout=0.5, up_mode="deconv")
     cfg.update(kwargs)
-    model = UNetPlusPlus(
+    return UNetPlusPlus(
         in_channels=in_channels, num_classes=num_classes, deep_supervision=deep_supervision, **cfg
     )
-    model._model_name = "unetpp_zhou2018"
-    return model

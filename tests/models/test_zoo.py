@@ -1,4 +1,4 @@
-"""The model zoo: output contract, gradients, determinism, presets and bad arguments."""
+"""The model zoo: output contract, gradients, determinism, presets, names and bad arguments."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import torch
 
 import models
 from bench.complexity import count_params, fvcore_macs
-from models.blocks import level_nodes
+from models.blocks import building, level_nodes
 
 ALL = models.list_models()
+PRUNABLE = [name for name in ALL if name.startswith(("unetpp", "lfunet"))]
 
 # Exact parameter counts derived by hand from the authors' code with its defaults:
 # U_Net / Nest_Net (MrGiovanni/UNetPlusPlus, Keras: 1 input channel, 1 class, no deep supervision),
@@ -137,7 +138,7 @@ def test_weights_transfer_from_full_model_to_each_level(name, level):
 def test_transfer_from_model_without_deep_supervision_names_missing_heads():
     full = models.create_model("unetpp", base_width=8, deep_supervision=False)
     pruned = models.create_model("unetpp", base_width=8, prune_level=2)
-    with pytest.raises(KeyError, match="heads.l1"):
+    with pytest.raises(KeyError, match="unetpp: state dict lacks .*heads.l1"):
         pruned.load_from_full(full.state_dict())
 
 
@@ -149,41 +150,141 @@ def test_pruned_models_hold_the_shared_level_nodes(name, level):
     assert list(model.encoder) == [f"x{i}_0" for i in range(level + 1)]
 
 
+# --- names ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_model_is_named_after_its_registered_name(name):
+    assert models.create_model(name).model_name == name
+
+
+def test_registered_constructor_called_directly_names_the_model_too():
+    assert models.unet.unet_zhou2018().model_name == "unet_zhou2018"
+    assert models.lfunet.lfunet_deng2023(prune_level=2).model_name == "lfunet_deng2023"
+
+
+def test_family_class_used_directly_is_named_after_the_class():
+    assert models.unet.UNet(base_width=4).model_name == "UNet"
+    with pytest.raises(models.ModelConfigError, match=r"^LFUNet: base_width 12 is not divisible"):
+        models.lfunet.LFUNet(base_width=12)
+
+
+def test_outermost_building_name_wins():
+    with building("outer"):
+        with building("inner"):
+            model = models.unet.UNet(base_width=4)
+        assert models.create_model("unet", base_width=4).model_name == "outer"
+    assert model.model_name == "outer"
+    assert models.unet.UNet(base_width=4).model_name == "UNet"
+
+
+# --- a bad model configuration ---------------------------------------------------------------
+
+
+def test_config_errors_are_value_errors_and_unknown_names_key_errors():
+    assert issubclass(models.ModelConfigError, ValueError)
+    assert issubclass(models.UnknownModelError, models.ModelConfigError)
+    assert issubclass(models.UnknownModelError, KeyError)
+
+
 def test_unknown_model_lists_close_matches():
     with pytest.raises(models.UnknownModelError, match="close matches: lfunet") as info:
         models.create_model("lfunett")
     assert "lfunett" in str(info.value)
+    assert isinstance(info.value, models.ModelConfigError)
 
 
-def test_unknown_keyword_names_model_and_argument():
-    with pytest.raises(TypeError, match="'unet' has no argument 'groups'"):
-        models.create_model("unet", groups=4)
+@pytest.mark.parametrize("name", ALL)
+def test_unknown_keyword_names_model_and_argument(name):
+    with pytest.raises(models.ModelConfigError,
+                       match=rf"^model '{name}' has no argument 'colour'; its arguments: in_channels, "):
+        models.create_model(name, colour="red")
 
 
-def test_groups_must_divide_width():
-    with pytest.raises(ValueError, match="base_width 12 is not divisible by groups 8"):
-        models.create_model("lfunet", base_width=12)
+def test_unknown_keywords_are_all_named_and_the_known_ones_listed():
+    with pytest.raises(models.ModelConfigError) as info:
+        models.create_model("unet", groups=4, colour="red")
+    assert str(info.value) == ("model 'unet' has no arguments 'groups', 'colour'; its arguments: "
+                               "in_channels, num_classes, base_width, norm, dropout, up_mode")
 
 
-@pytest.mark.parametrize("name", ["unetpp", "lfunet"])
+def test_unknown_keyword_is_caught_when_a_preset_is_called_directly():
+    with pytest.raises(models.ModelConfigError, match="model 'unet3p_huang2020' has no argument 'groups'"):
+        models.unet3p.unet3p_huang2020(groups=4)
+
+
+def test_constructor_with_kwargs_must_name_its_class():
+    def loose(**kwargs):
+        return models.unet.UNet(**kwargs)
+
+    with pytest.raises(TypeError, match=r"loose takes \*\*kwargs"):
+        models.register_model(loose)
+    assert "loose" not in models.list_models()
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("arg", ["in_channels", "num_classes", "base_width"])
+def test_bad_common_value_names_model_and_argument(name, arg):
+    with pytest.raises(models.ModelConfigError, match=rf"^{name}: {arg} must be a positive integer, got 0$"):
+        models.create_model(name, **{arg: 0})
+
+
+@pytest.mark.parametrize("name", ["lfunet", "lfunet_deng2023"])
+def test_groups_must_divide_width(name):
+    with pytest.raises(models.ModelConfigError,
+                       match=rf"^{name}: base_width 12 is not divisible by groups 8$"):
+        models.create_model(name, base_width=12)
+
+
+@pytest.mark.parametrize("name", PRUNABLE)
 @pytest.mark.parametrize("level", [0, 5])
 def test_prune_level_out_of_range(name, level):
-    with pytest.raises(ValueError, match=f"{name}: prune_level={level} is not allowed"):
+    with pytest.raises(models.ModelConfigError, match=f"^{name}: prune_level={level} is not allowed"):
         models.create_model(name, prune_level=level)
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,message",
+    [
+        ("unet_zhou2018", {"dropout": 1.0}, "dropout must be a number in [0, 1), got 1.0"),
+        ("unetpp_zhou2018", {"norm": "yes"}, "norm must be True or False, got 'yes'"),
+        ("unetpp", {"up_mode": "nearest"}, "up_mode='nearest' is not allowed"),
+        ("unet3p_huang2020", {"align_corners": 1}, "align_corners must be True or False, got 1"),
+        ("lfunet_deng2023", {"skip_mode": "dense"}, "skip_mode='dense' is not allowed"),
+        ("lfunet", {"deep_supervision": None}, "deep_supervision must be True or False, got None"),
+        ("lfunet", {"groups": 0}, "groups must be a positive integer, got 0"),
+    ],
+)
+def test_bad_value_names_model_and_argument(name, kwargs, message):
+    with pytest.raises(models.ModelConfigError) as info:
+        models.create_model(name, **kwargs)
+    assert str(info.value).startswith(f"{name}: {message}")
+
+
+# --- bad input ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_size_not_divisible_by_16_names_model_and_nearest_size(name):
     model = models.create_model(name).eval()
-    with pytest.raises(ValueError, match=rf"{name}: input size 250x64 is not divisible by 16; "
-                                          r"nearest valid size 256x64"):
+    with pytest.raises(ValueError, match=rf"^{name}: input size 250x64 is not divisible by 16; "
+                                          r"nearest valid size 256x64$"):
         model(torch.zeros(1, model.in_channels, 250, 64))
 
 
-def test_wrong_channel_count_is_named():
-    model = models.create_model("unet")
-    with pytest.raises(ValueError, match="unet: expected 3 input channels, got 4"):
-        model(torch.zeros(1, 4, 32, 32))
+@pytest.mark.parametrize("name", ALL)
+def test_wrong_channel_count_is_named(name):
+    model = models.create_model(name)
+    c = model.in_channels
+    with pytest.raises(ValueError, match=rf"^{name}: expected {c} input channels, got {c + 1}$"):
+        model(torch.zeros(1, c + 1, 32, 32))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_wrong_rank_is_named(name):
+    model = models.create_model(name)
+    with pytest.raises(ValueError, match=rf"^{name}: expected a 4D input \(B, C, H, W\), got shape"):
+        model.forward_heads(torch.zeros(model.in_channels, 32, 32))
 
 
 @pytest.mark.parametrize(
