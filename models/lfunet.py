@@ -17,7 +17,9 @@ UNet++ grid: encoder ``x{i}_0`` with widths ``n * 2**i``, decoder nodes ``x{i}_{
 
 As in the authors' code, the ten transitions ``p0..p4`` and ``zp0..zp4`` are shared by all
 skips that use them, and one 1x1 head is shared by all deep-supervision outputs; the
-output at level k is the mean of the heads on ``x0_1 .. x0_k``.
+output at level k is the mean of the heads' logits on ``x0_1 .. x0_k`` (no sigmoid). The
+arguments ``groups``, ``skip_mode``, ``share_transitions`` and ``deep_supervision`` switch
+each design element off for ablations.
 
 Two departures from the authors' forward, neither changing any output bit:
 
