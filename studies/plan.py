@@ -176,7 +176,7 @@ def _check_model(spec: ModelSpec, datasets: list[DatasetSpec], at: str, problems
     for dataset in {d.dataset: d for d in datasets}.values():
         try:
             model = models.create_model(spec.name, **_in_out(dataset), **spec.kwargs)
-        except (TypeError, ValueError) as err:
+        except models.ModelConfigError as err:
             problems.append(f"{at}: {err}")
             return
         top = getattr(model, "prune_level", None)
