@@ -1,21 +1,33 @@
-"""``lfubench profile``: latency, throughput and peak memory (and MACs) of zoo models."""
+"""``lfubench profile``: latency, throughput and peak memory (and MACs) of zoo models.
+
+One call measures one or more models (``MODEL [KEY=VALUE ...]`` repeated, or ``--all`` with an
+optional ``--pattern``) over a grid of batch sizes, precisions and modes; ``--baseline`` adds
+each row's ratios of MACs, latency and peak memory to one of the models (e.g. U-Net on a GPU:
+does a model with a tenth of the MACs run ten times faster?).
+
+Every mistake in the arguments raises :class:`bench.errors.LfubenchError` (one line, exit 2);
+any other exception is a bug and shows its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
+import time
 
 import torch
 
 import models
-from bench.complexity import MAC_CONVENTION, mac_report, param_counts, render_markdown, report_rows
-from bench.complexity.counters import fvcore_macs
+from bench.complexity import fvcore_macs, mac_report, param_counts, report_rows
+from bench.conventions import MACS
 from bench.environment import environment_record, format_environment
 from bench.errors import LfubenchError
 from bench.latency import MODES, PRECISIONS, Timing, profile
 from reports.text import FORMATS, format_rows
 
 from .args import parse_kwargs, parse_list, parse_shape
+from .macs import MAC_HEADER, render_markdown
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +48,25 @@ MD_COLUMNS = (
     "params_used",
     "gmacs",
 )
+RATIO_COLUMNS = ("gmacs_ratio", "latency_ratio", "memory_ratio")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "profile",
-        help="latency, throughput and peak memory of a model (or --macs: the four MAC counters)",
-        description="Measure a zoo model's inference forward and training step. Model constructor "
-        "arguments follow the name as key=value (e.g. lfunet base_width=16 groups=4).",
+        help="latency, throughput and peak memory of models (or --macs: the four MAC counters)",
+        description="Measure zoo models' inference forward and training step. Model constructor "
+        "arguments follow each name as KEY=VALUE; several models may be given "
+        "(e.g. lfunet base_width=8 unet base_width=32).",
     )
-    p.add_argument("model", nargs="?", help="model name (see lfubench zoo); omit with --all")
-    p.add_argument("kwargs", nargs="*", metavar="KEY=VALUE", help="model constructor arguments")
+    p.add_argument(
+        "targets",
+        nargs="*",
+        metavar="MODEL [KEY=VALUE ...]",
+        help="model names (see lfubench zoo), each followed by its constructor arguments; omit with --all",
+    )
     p.add_argument("--all", action="store_true", help="every zoo model at its default widths")
+    p.add_argument("--pattern", default=None, help="with --all: only the models matching this wildcard")
     p.add_argument(
         "--attr",
         action="append",
@@ -89,6 +108,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--warmup-time", type=float, default=Timing.max_warmup_s, help="warm-up bound in seconds")
     p.add_argument(
+        "--baseline",
+        metavar="MODEL",
+        help="add the ratios of GMACs, median latency and peak memory to this model's row at the same "
+        "batch, precision and mode (its name as given, or as displayed with its settings)",
+    )
+    p.add_argument(
         "--macs",
         action="store_true",
         help="instead of timing: the four MAC counters side by side, reconciled per op category "
@@ -105,9 +130,21 @@ def build(name: str, kwargs: dict, attrs: dict) -> torch.nn.Module:
     model = models.create_model(name, **kwargs)
     for key, value in attrs.items():
         if not hasattr(model, key) or callable(getattr(model, key)):
-            raise ValueError(f"model {name!r} has no attribute {key!r} to set with --attr")
+            raise LfubenchError(f"model {name!r} has no attribute {key!r} to set with --attr")
         setattr(model, key, value)
     return model
+
+
+def build_all(targets: list[tuple[str, dict]], attrs: dict, shape: tuple[int, int, int],
+              own_channels: bool) -> list[tuple[str, dict, torch.nn.Module, tuple[int, int, int]]]:
+    """Every model built and its input checked before anything is measured, so that a mistake in
+    the last model's arguments stops the run at once: ``(display name, settings, model, input)``."""
+    out = []
+    for name, kwargs in targets:
+        model = build(name, kwargs, attrs)
+        out.append((display_name(name, kwargs, attrs), {**kwargs, **attrs}, model,
+                    fit_input(model, shape, own_channels)))
+    return out
 
 
 def display_name(name: str, kwargs: dict, attrs: dict) -> str:
@@ -115,35 +152,99 @@ def display_name(name: str, kwargs: dict, attrs: dict) -> str:
     return f"{name} ({', '.join(settings)})" if settings else name
 
 
+def parse_targets(tokens: list[str]) -> list[tuple[str, dict]]:
+    """``["lfunet", "base_width=8", "unet"]`` -> ``[("lfunet", {"base_width": 8}), ("unet", {})]``.
+
+    A token without ``=`` starts a model; the first token must be one. A later token without ``=``
+    must be a registered model name (an unknown first name is left to ``models.create_model``,
+    which suggests close matches).
+    """
+    groups: list[tuple[str, list[str]]] = []
+    known = set(models.list_models())
+    for token in tokens:
+        if "=" in token:
+            if not groups:
+                raise LfubenchError(f"the first argument must be a model name, got {token!r}")
+            groups[-1][1].append(token)
+        elif not groups or token in known:
+            groups.append((token, []))
+        else:
+            close = difflib.get_close_matches(token, known, n=3, cutoff=0.6)
+            hint = f"; close model names: {', '.join(close)}" if close else ""
+            raise LfubenchError(
+                f"model argument {token!r} of {groups[-1][0]!r} must look like KEY=VALUE "
+                f"(or name a model: see lfubench zoo){hint}"
+            )
+    return [(name, parse_kwargs(items)) for name, items in groups]
+
+
 def _targets(args) -> list[tuple[str, dict]]:
+    if args.pattern is not None and not args.all:
+        raise LfubenchError("--pattern selects models for --all; give --all too")
     if args.all:
-        if args.model or args.kwargs:
-            raise ValueError("give either a MODEL or --all, not both")
-        return [(name, {}) for name in models.list_models()]
-    if not args.model:
-        raise ValueError("name a MODEL (see lfubench zoo) or give --all")
-    if "=" in args.model:
-        raise ValueError(f"the first argument must be a model name, got {args.model!r}")
-    return [(args.model, parse_kwargs(args.kwargs))]
+        if args.targets:
+            raise LfubenchError("give either a MODEL or --all, not both")
+        pattern = args.pattern or "*"
+        names = models.list_models(pattern)
+        if not names:
+            raise LfubenchError(f"no model matches --pattern {pattern!r} (see lfubench zoo)")
+        return [(name, {}) for name in names]
+    if not args.targets:
+        raise LfubenchError("name a MODEL (see lfubench zoo) or give --all")
+    return parse_targets(args.targets)
 
 
-def _shape_for(model, shape, all_models: bool) -> tuple[int, int, int]:
+def fit_input(model, shape: tuple[int, int, int], own_channels: bool) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` input of ``model`` for ``--input shape``: with ``own_channels`` (``--all``,
+    ``lfubench zoo``) C is the model's own ``in_channels``; otherwise C must equal it. H and W
+    must suit the model (``model.check_input``)."""
     c, h, w = shape
     in_ch = getattr(model, "in_channels", c)
     if c != in_ch:
-        if not all_models:
-            raise ValueError(
+        if not own_channels:
+            raise LfubenchError(
                 f"--input has {c} channels but the model takes {in_ch}; "
                 f"pass in_channels={c} or --input {in_ch}x{h}x{w}"
             )
         c = in_ch
-    model.check_input(torch.empty(1, c, h, w)) if hasattr(model, "check_input") else None
+    if hasattr(model, "check_input"):
+        try:
+            model.check_input(torch.empty(1, c, h, w, device="meta"))
+        except ValueError as err:  # the model's own check of the size the user asked for
+            raise LfubenchError(f"--input {c}x{h}x{w}: {err}") from None
     return c, h, w
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        batches = [int(b) for b in parse_list(text, what="batch size")]
+    except ValueError:
+        batches = [0]
+    if min(batches) < 1:
+        raise LfubenchError(f"--batch sizes must be positive integers (e.g. 1,16), got {text!r}")
+    return batches
+
+
+def _check_numbers(args) -> None:
+    """The numeric options, checked before anything is built (one line naming the option)."""
+    limits = [
+        ("--min-iters", args.min_iters, 1),
+        ("--max-iters", args.max_iters, max(args.min_iters, 1)),
+        ("--time", args.time, 0),
+        ("--warmup-time", args.warmup_time, 0),
+        ("--module-depth", args.module_depth, 1),
+    ]
+    if args.threads is not None:
+        limits.append(("--threads", args.threads, 1))
+    for option, value, low in limits:
+        if value < low:
+            raise LfubenchError(f"{option} must be at least {low}, got {value}")
 
 
 def run(args: argparse.Namespace) -> int:
     shape = parse_shape(args.input)
     attrs = parse_kwargs(args.attr, "--attr")
+    _check_numbers(args)
     targets = _targets(args)
     if args.macs:
         return _run_macs(args, targets, attrs, shape)
@@ -152,9 +253,7 @@ def run(args: argparse.Namespace) -> int:
             "--device cuda: CUDA is not available on this machine "
             f"(torch {torch.__version__}, built with CUDA {torch.version.cuda or 'none'})"
         )
-    batches = [int(b) for b in parse_list(args.batch, what="batch size")]
-    if min(batches) < 1:
-        raise ValueError(f"--batch sizes must be positive, got {args.batch!r}")
+    batches = _batches(args.batch)
     precisions = parse_list(args.precision, PRECISIONS, "precision")
     modes = parse_list(args.mode, MODES, "mode")
     timing = Timing(
@@ -163,23 +262,24 @@ def run(args: argparse.Namespace) -> int:
         max_time_s=args.time,
         max_warmup_s=args.warmup_time,
     )
+    names = [display_name(name, kwargs, attrs) for name, kwargs in targets]
+    baseline = _baseline(args.baseline, targets, names) if args.baseline else None
+    built = build_all(targets, attrs, shape, args.all)
     rows = []
-    for name, kwargs in targets:
-        model = build(name, kwargs, attrs)
-        ishape = _shape_for(model, shape, args.all)
+    start = time.perf_counter()
+    for shown, settings, model, ishape in built:
         counts = param_counts(model, ishape)
         extra = {
             "params": counts.total,
             "params_trainable": counts.trainable,
             "params_used": counts.used,
-            "gmacs": round(fvcore_macs(model, ishape) / 1e9, 4),
+            "gmacs": fvcore_macs(model, ishape) / 1e9,
         }
-        log.debug("profiling %s", name)
         rows += profile(
             model,
             ishape,
-            name=display_name(name, kwargs, attrs),
-            model_kwargs={**kwargs, **attrs},
+            name=shown,
+            model_kwargs=settings,
             batch_sizes=batches,
             precisions=precisions,
             modes=modes,
@@ -190,21 +290,58 @@ def run(args: argparse.Namespace) -> int:
             timing=timing,
             extra=extra,
         )
-    print(render_rows(rows, args.format))
+        if len(built) > 1:
+            log.info("[%6.1f s] %s done", time.perf_counter() - start, shown)
+    if baseline:
+        add_ratios(rows, baseline)
+    print(render_rows(rows, args.format, baseline))
     failed = [r for r in rows if r["status"] != "ok"]
     return 1 if failed and len(failed) == len(rows) else 0
 
 
-def render_rows(rows: list[dict], fmt: str) -> str:
+def _baseline(wanted: str, targets: list[tuple[str, dict]], names: list[str]) -> str:
+    """The display name of the ``--baseline`` model among the profiled ones."""
+    if wanted in names:
+        return wanted
+    matches = [shown for (name, _), shown in zip(targets, names, strict=True) if name == wanted]
+    if len(matches) != 1:
+        why = "is not among" if not matches else "matches several of"
+        raise LfubenchError(
+            f"--baseline {wanted!r} {why} the profiled models ({', '.join(names)}); give one of them"
+        )
+    return matches[0]
+
+
+def _peak_mb(row: dict) -> float | None:
+    return row["peak_allocated_mb"] if row["device"].startswith("cuda") else row["peak_rss_mb"]
+
+
+def add_ratios(rows: list[dict], baseline: str) -> None:
+    """Add ``gmacs_ratio``, ``latency_ratio`` (median) and ``memory_ratio`` (peak) of each row to the
+    ``baseline`` model's row at the same batch, precision and mode (``None`` where either failed)."""
+    ref = {(r["batch"], r["precision"], r["mode"]): r for r in rows if r["model"] == baseline}
+
+    def ratio(a, b):
+        return None if a is None or not b else a / b
+
+    for r in rows:
+        base = ref.get((r["batch"], r["precision"], r["mode"]))
+        ok = base is not None and r["status"] == base["status"] == "ok"
+        r["gmacs_ratio"] = ratio(r["gmacs"], base["gmacs"]) if base else None
+        r["latency_ratio"] = ratio(r["median_ms"], base["median_ms"]) if ok else None
+        r["memory_ratio"] = ratio(_peak_mb(r), _peak_mb(base)) if ok else None
+
+
+def render_rows(rows: list[dict], fmt: str, baseline: str | None = None) -> str:
     """Markdown: conventions and the environment once, then the main columns; CSV/JSON: all fields."""
     if fmt != "md":
-        return format_rows(rows, fmt, conventions(rows[0]) if rows else None)
+        return format_rows(rows, fmt, conventions(rows[0], baseline) if rows else None)
     first = rows[0]
     mem = ["peak_allocated_mb", "peak_reserved_mb"] if first["device"].startswith("cuda") else ["peak_rss_mb"]
-    columns = list(MD_COLUMNS[:12]) + mem + list(MD_COLUMNS[12:])
+    columns = list(MD_COLUMNS[:12]) + mem + list(MD_COLUMNS[12:]) + list(RATIO_COLUMNS if baseline else ())
     shown = [{c: ("n/a" if r.get(c) is None else r[c]) for c in columns} for r in rows]
     env = {k.removeprefix("env_"): v for k, v in first.items() if k.startswith("env_")}
-    header = conventions(first) + "\n\nEnvironment:\n" + format_environment(env)
+    header = conventions(first, baseline) + "\n\nEnvironment:\n" + format_environment(env)
     text = format_rows(shown, "md", header)
     notes = [
         f"- {r['model']} batch {r['batch']} {r['precision']} {r['mode']}: {r['status']}: {r['error']}"
@@ -214,24 +351,25 @@ def render_rows(rows: list[dict], fmt: str) -> str:
     return text + ("\n\nFailed configurations:\n" + "\n".join(notes) if notes else "")
 
 
-def conventions(row: dict) -> str:
-    return (
+def conventions(row: dict, baseline: str | None = None) -> str:
+    text = (
         f"Latency in ms per iteration ({row['timer']}; median, p90, p99, IQR = p75 - p25); images_per_s = "
         f"batch / median. Memory: {row['memory_convention'] or 'n/a'}. Device {row['device']}, "
         f"{row['threads']} threads, channels_last={row['channels_last']}, compile={row['compile']}. "
-        f"Precision via torch.autocast. gmacs per image: {MAC_CONVENTION}. params_used: parameters the "
-        "output depends on."
+        f"Precision via torch.autocast. gmacs: {MACS}. params_used: parameters the output depends on."
     )
+    if baseline:
+        text += (
+            f" gmacs_ratio, latency_ratio (median), memory_ratio (peak): this row / {baseline} at the "
+            "same batch, precision and mode."
+        )
+    return text
 
 
 def _run_macs(args, targets, attrs, shape) -> int:
     outputs, rows = [], []
-    for name, kwargs in targets:
-        model = build(name, kwargs, attrs)
-        ishape = _shape_for(model, shape, args.all)
-        report = mac_report(
-            model, ishape, name=display_name(name, kwargs, attrs), module_depth=args.module_depth
-        )
+    for shown, _, model, ishape in build_all(targets, attrs, shape, args.all):
+        report = mac_report(model, ishape, name=shown, module_depth=args.module_depth)
         outputs.append(render_markdown(report))
         rows += report_rows(report)
     if args.format == "md":
@@ -241,5 +379,5 @@ def _run_macs(args, targets, attrs, shape) -> int:
             f"{' (dirty)' if env['git_dirty'] else ''}"
         )
     else:
-        print(format_rows(rows, args.format, MAC_CONVENTION))
+        print(format_rows(rows, args.format, MAC_HEADER))
     return 0

@@ -1,4 +1,8 @@
-"""``lfubench zoo``: every registered model with its parameter count and GMACs."""
+"""``lfubench zoo``: every registered model with its parameter count and GMACs.
+
+A mistake in the arguments (a bad ``--input``, a ``--pattern`` matching nothing) raises
+:class:`bench.errors.LfubenchError`: one line, exit 2.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,13 @@ import argparse
 import torch
 
 import models
-from bench.complexity import MAC_CONVENTION, count_params, fvcore_macs
+from bench.complexity import count_params, fvcore_macs
+from bench.conventions import MACS
+from bench.errors import LfubenchError
 from reports.text import FORMATS, format_rows
 
 from .args import parse_shape
+from .profile import fit_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,14 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def zoo_rows(input_shape: tuple[int, int, int], pattern: str = "*") -> list[dict]:
-    """One row per registered model: name, input channels, classes, parameters, GMACs."""
-    _, h, w = input_shape
+    """One row per registered model matching ``pattern``: name, input channels, classes, parameters,
+    GMACs; each model at its own ``in_channels`` and the H x W of ``input_shape``."""
     rows = []
     torch.manual_seed(0)
     for name in models.list_models(pattern):
         model = models.create_model(name)
-        shape = (model.in_channels, h, w)
-        model.check_input(torch.empty(1, *shape))
+        shape = fit_input(model, input_shape, own_channels=True)
         rows.append({
             "model": name,
             "in_channels": model.in_channels,
@@ -44,10 +50,11 @@ def zoo_rows(input_shape: tuple[int, int, int], pattern: str = "*") -> list[dict
 
 def run(args: argparse.Namespace) -> int:
     shape = parse_shape(args.input)
+    if not models.list_models(args.pattern):
+        raise LfubenchError(f"no model matches --pattern {args.pattern!r}; the zoo: "
+                            f"{', '.join(models.list_models())}")
     rows = zoo_rows(shape, args.pattern)
-    if not rows:
-        raise ValueError(f"no model matches --pattern {args.pattern!r}")
-    header = (f"{MAC_CONVENTION}; input {shape[1]}x{shape[2]}, batch 1, each model at its "
+    header = (f"{MACS}; input {shape[1]}x{shape[2]}, batch 1, each model at its "
               "default in_channels/num_classes, eval mode")
     print(format_rows(rows, args.format, header))
     return 0

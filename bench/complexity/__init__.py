@@ -1,7 +1,8 @@
 """Model complexity: parameter counts and multiply-accumulate counts, with four counters
 reconciled.
 
-Convention: **MACs**, 1 multiply-add = 1 MAC; GFLOPs = 2 x GMACs. The primary counter is
+Convention: **MACs**, 1 multiply-add = 1 MAC; GFLOPs = 2 x GMACs (the sentences printed with
+the figures: :data:`bench.conventions.MACS` and :data:`bench.conventions.MAC_COUNTERS`). The primary counter is
 fvcore's ``FlopCountAnalysis``, whose "flops" are in fact MACs (one per fused multiply-add).
 ptflops (``pytorch`` and ``aten`` backends, always named explicitly) and
 ``torch.utils.flop_counter`` (which reports FLOPs = 2 x MACs) give the other views. They agree
@@ -18,26 +19,22 @@ from __future__ import annotations
 
 from .counters import FVCORE_IGNORED_OPS, fvcore_macs, run_flop_counter, run_fvcore, run_ptflops
 from .params import ParamCounts, count_params, param_counts, used_parameters
-from .reconcile import MAC_NOTE, MacReport, mac_report, render_markdown, report_rows
+from .reconcile import UNUSED, MacReport, mac_report, report_rows
 from .rules import COUNTERS, RULES
 from .trace import CATEGORIES, trace
-
-MAC_CONVENTION = "GMACs (fvcore), 1 multiply-add = 1 MAC; GFLOPs = 2 x GMACs"
 
 __all__ = [
     "CATEGORIES",
     "COUNTERS",
     "FVCORE_IGNORED_OPS",
-    "MAC_CONVENTION",
-    "MAC_NOTE",
     "RULES",
+    "UNUSED",
     "MacReport",
     "ParamCounts",
     "count_params",
     "fvcore_macs",
     "mac_report",
     "param_counts",
-    "render_markdown",
     "report_rows",
     "run_flop_counter",
     "run_fvcore",

@@ -3,6 +3,8 @@
 For every counter the library's own total is compared with the sum of its rule
 (:mod:`bench.complexity.rules`) over the traced ops (:mod:`bench.complexity.trace`); the
 difference is reported as "unexplained" (0 for every model in the zoo, which the tests check).
+The report is data (:class:`MacReport`, tidy rows from :func:`report_rows`); the command line
+renders it (``lfubench profile --macs``).
 """
 
 from __future__ import annotations
@@ -13,17 +15,14 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .counters import FVCORE_IGNORED_OPS, run_flop_counter, run_fvcore, run_ptflops
+from .counters import run_flop_counter, run_fvcore, run_ptflops
 from .params import ParamCounts, param_counts
 from .rules import COUNTERS, RULE_FUNCTIONS, RULES
 from .trace import CATEGORIES, Event, trace
 
 log = logging.getLogger(__name__)
 
-MAC_NOTE = (
-    "GMACs, 1 multiply-add = 1 MAC; GFLOPs = 2 x GMACs. fvcore's and ptflops' figures are MACs; "
-    "torch.utils.flop_counter reports FLOPs (2 per multiply-add), shown here /2 as MACs."
-)
+#: suffix of the categories of ops whose result does not reach the output
 UNUSED = " (result unused)"
 
 
@@ -161,112 +160,6 @@ def mac_report(
         params=param_counts(model, input_shape) if with_params else None,
         module_depth=module_depth,
     )
-
-
-# --- rendering --------------------------------------------------------------------------------
-
-
-def _m(v) -> str:
-    return "failed" if v is None else f"{v / 1e6:,.3f}"
-
-
-def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-
-    def line(cells):
-        return (
-            "| "
-            + " | ".join(
-                c.rjust(w) if i >= right_from else c.ljust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            )
-            + " |"
-        )
-
-    sep = (
-        "| "
-        + " | ".join(("-" * (w - 1) + ":") if i >= right_from else "-" * w for i, w in enumerate(widths))
-        + " |"
-    )
-    return [line(header), sep] + [line(r) for r in rows]
-
-
-def render_markdown(report: MacReport, rules: bool = True) -> str:
-    """The report as Markdown: totals, reconciliation by category, ignored ops, rules, modules."""
-    c, h, w = report.input_shape
-    out = [f"### {report.model}: MACs per image at {c}x{h}x{w}", "", MAC_NOTE, ""]
-    if report.params is not None:
-        p = report.params
-        out += [
-            f"Parameters: {p.total:,} total, {p.trainable:,} trainable, {p.used:,} used at inference "
-            "(reached by the output's autograd graph).",
-            "",
-        ]
-    rows = []
-    for counter in COUNTERS:
-        total = report.totals[counter]
-        shown = (
-            f"{report.flop_counter_flops / 1e9:.4f} GFLOPs"
-            if counter == "flop_counter" and report.flop_counter_flops is not None
-            else "failed"
-            if total is None
-            else f"{total / 1e9:.4f} GMACs"
-        )
-        unexplained = report.unexplained[counter]
-        rows.append(
-            [
-                counter,
-                "failed" if total is None else f"{total / 1e9:.4f}",
-                shown,
-                "n/a" if unexplained is None else f"{unexplained:,}",
-            ]
-        )
-    out += _table(["counter", "GMACs", "as the library reports it", "MACs unexplained by the rules"], rows)
-    out += ["", "Reconciliation by op category (MMACs; each counter's rule applied to the traced ops):", ""]
-    rows = []
-    for cat, vals in report.by_category.items():
-        rows.append([cat, str(report.ops.get(cat, 0))] + [_m(vals[k]) for k in COUNTERS])
-    rows.append(
-        ["total (rules)", ""] + [_m(sum(v[k] for v in report.by_category.values())) for k in COUNTERS]
-    )
-    rows.append(["total (library)", ""] + [_m(report.totals[k]) for k in COUNTERS])
-    out += _table(["category", "ops", *COUNTERS], rows, right_from=1)
-    out += ["", "Executed but counted as 0 (ignored):"]
-    for counter in COUNTERS:
-        out.append(f"- {counter}: {', '.join(report.ignored[counter]) or 'nothing'}")
-    fv_note = ", ".join(f"{k} ({v}x)" for k, v in report.fvcore_unsupported.items()) or "none"
-    out += [
-        f"- fvcore ops without any handle: {fv_note}; registered as ignored by lfubench: "
-        f"{', '.join(op for op in FVCORE_IGNORED_OPS)}"
-    ]
-    if report.fvcore_uncalled:
-        out.append(
-            "- modules absent from fvcore's traced graph (result unused): "
-            + ", ".join(report.fvcore_uncalled)
-        )
-    for counter, message in report.errors.items():
-        out.append(f"- {counter} FAILED: {message}")
-    if rules:
-        present = [k for k in report.by_category]
-        bases = list(dict.fromkeys(k.removesuffix(UNUSED) for k in present))
-        if any(k.endswith(UNUSED) for k in present):
-            bases.append("result unused")
-        out += ["", "Rules (what each counter counts per category):", ""]
-        for base in bases:
-            out.append(
-                f"- **{base}**: "
-                + "; ".join(
-                    f"*{k}*: {RULES[k].get(base, 'not modelled (see unexplained)')}" for k in COUNTERS
-                )
-            )
-    out += [
-        "",
-        f"By module (depth {report.module_depth}; (model) = ops in the model's own forward), MMACs:",
-        "",
-    ]
-    rows = [[mod] + [_m(v[k]) for k in COUNTERS] for mod, v in report.by_module.items() if any(v.values())]
-    out += _table(["module", *COUNTERS], rows)
-    return "\n".join(out)
 
 
 def report_rows(report: MacReport) -> list[dict]:

@@ -14,7 +14,6 @@ from bench.complexity import (
     fvcore_macs,
     mac_report,
     param_counts,
-    render_markdown,
     report_rows,
     used_parameters,
 )
@@ -160,8 +159,6 @@ def test_authors_lfunet_reconciliation():
     assert (
         r.totals["fvcore"] > r.totals["ptflops-pytorch"] > r.totals["ptflops-aten"] > r.totals["flop_counter"]
     )
-    text = render_markdown(r)
-    assert "| total (library)" in text and "Executed but counted as 0" in text
     rows = report_rows(r)
     assert {row["counter"] for row in rows} == set(COUNTERS)
     assert (

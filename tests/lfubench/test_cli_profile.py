@@ -1,4 +1,5 @@
-"""``lfubench profile``: rows, formats, --macs, --all and one-line errors."""
+"""``lfubench profile`` (and ``lfubench zoo``): rows, formats, --macs, several models, --all,
+--baseline, and user mistakes as one-line errors."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import torch
 
 import models
-from lfubench.cli import main
+from bench.conventions import MAC_COUNTERS, MACS
+from bench.errors import LfubenchError
+from lfubench.cli import build_parser, main
 
 FAST = ["--min-iters", "1", "--max-iters", "2", "--time", "0", "--warmup-time", "0", "--threads", "1"]
 
@@ -81,17 +84,36 @@ def test_macs_report_for_the_authors_lfunet(capsys):
         "| flop_counter ",
         "| conv ",
         "| upsampling ",
-        "GFLOPs = 2 x GMACs",
+        "| total (rules) ",
+        "| total (library) ",
+        MACS,
+        MAC_COUNTERS,
+        "Parameters: 47,849 total",
+        "Reconciliation by op category",
         "Executed but counted as 0",
-        "By module",
+        "fvcore ops without any handle: none",
+        "Rules (what each counter counts per category):",
+        "- **conv bias**: *fvcore*: not counted",
+        "By module (depth 2",
+        "| transitions.zp4 ",
+        "Environment: torch",
     ):
         assert text in out
+    assert out.index("Reconciliation") < out.index("Executed") < out.index("Rules") < out.index("By module")
     code, out, _ = run(
         capsys, "profile", "lfunet_deng2023", "--input", "3x32x32", "--macs", "--format", "json"
     )
     rows = json.loads(out)["rows"]
     unexplained = [r["macs"] for r in rows if r["category"] == "unexplained"]
     assert unexplained == [0, 0, 0, 0]
+    assert MACS in json.loads(out)["conventions"]
+
+
+def test_macs_report_names_the_heads_fvcore_drops(capsys):
+    code, out, _ = run(capsys, "profile", "unetpp", "base_width=4", "--input", "3x32x32", "--macs")
+    assert code == 0
+    assert "modules absent from fvcore's traced graph (result unused): heads.l1, heads.l2, heads.l3" in out
+    assert "| conv (result unused) " in out and "- **result unused**:" in out
 
 
 def test_all_models(capsys):
@@ -105,28 +127,97 @@ def test_all_models(capsys):
     assert {r["input"] for r in rows} == {"3x32x32", "1x32x32"}  # each model's own input channels
 
 
-@pytest.mark.parametrize(
-    "argv,message",
-    [
-        (["profile", "lfunett"], "unknown model 'lfunett'"),
-        (["profile"], "name a MODEL"),
-        (["profile", "unet", "--all"], "either a MODEL or --all"),
-        (["profile", "unet", "groups=4"], "'unet' has no argument 'groups'"),
-        (["profile", "unet", "width"], "must look like KEY=VALUE"),
-        (["profile", "unet", "--attr", "nope=1"], "no attribute 'nope'"),
-        (["profile", "unet", "--precision", "fp8"], "unknown precision 'fp8'"),
-        (["profile", "unet", "--batch", "0"], "must be positive"),
-        (["profile", "unet", "--input", "4x32x32"], "--input has 4 channels but the model takes 3"),
-        (["profile", "unet", "--input", "3x30x32"], "not divisible by 16"),
-    ],
-)
-def test_errors_are_one_line_and_non_zero(capsys, argv, message):
+def test_several_models_in_one_call_with_a_baseline(capsys):
+    argv = ["profile", "unet", "base_width=4", "lfunet", "--input", "3x32x32"]
+    code, out, _ = run(capsys, *argv, "--mode", "inference", "--baseline", "unet", "--format", "json", *FAST)
+    assert code == 0
+    data = json.loads(out)
+    rows = {r["model"]: r for r in data["rows"]}
+    assert list(rows) == ["unet (base_width=4)", "lfunet"]
+    assert all(r["status"] == "ok" for r in rows.values())
+    unet, lfunet = rows["unet (base_width=4)"], rows["lfunet"]
+    assert unet["gmacs_ratio"] == unet["latency_ratio"] == unet["memory_ratio"] == 1.0
+    assert lfunet["gmacs_ratio"] == pytest.approx(lfunet["gmacs"] / unet["gmacs"])
+    assert lfunet["latency_ratio"] == pytest.approx(lfunet["median_ms"] / unet["median_ms"])
+    assert lfunet["memory_ratio"] == pytest.approx(lfunet["peak_rss_mb"] / unet["peak_rss_mb"])
+    assert "/ unet (base_width=4) at the same batch" in data["conventions"]
+    code, out, _ = run(capsys, *argv, "--mode", "inference", "--baseline", "unet (base_width=4)", *FAST)
+    assert code == 0
+    assert "| latency_ratio |" in out.replace("  ", "") and "| lfunet " in out
+
+
+def test_a_mistake_in_a_later_model_stops_the_run_before_any_measurement(capsys):
+    code, out, err = run(capsys, "profile", "unet", "base_width=4", "lfunet", "base_width=4", *FAST)
+    assert code == 2 and out == ""
+    assert "not divisible by groups" in err and "done" not in err
+
+
+def test_all_with_a_pattern(capsys):
+    code, out, _ = run(
+        capsys, "profile", "--all", "--pattern", "lfunet*", "--input", "3x32x32", "--mode", "inference",
+        "--format", "csv", *FAST,
+    )
+    assert code == 0
+    assert [r["model"] for r in csv.DictReader(io.StringIO(out))] == models.list_models("lfunet*")
+
+
+USER_MISTAKES = [
+    (["profile"], "name a MODEL"),
+    (["profile", "unet", "--all"], "either a MODEL or --all"),
+    (["profile", "base_width=4"], "the first argument must be a model name"),
+    (["profile", "unet", "width"], "must look like KEY=VALUE"),
+    (["profile", "unet", "lfunett"], "'lfunett' of 'unet' must look like KEY=VALUE (or name a model: see "
+     "lfubench zoo); close model names: lfunet"),
+    (["profile", "unet", "--attr", "nope=1"], "no attribute 'nope'"),
+    (["profile", "unet", "--attr", "nope"], "--attr 'nope' must look like KEY=VALUE"),
+    (["profile", "unet", "--precision", "fp8"], "unknown precision 'fp8'"),
+    (["profile", "unet", "--mode", "eval"], "unknown mode 'eval'"),
+    (["profile", "unet", "--batch", "0"], "must be positive"),
+    (["profile", "unet", "--batch", "1,x"], "--batch sizes must be positive integers"),
+    (["profile", "unet", "--batch", ","], "empty batch size list"),
+    (["profile", "unet", "--input", "3x32"], "--input must look like CxHxW"),
+    (["profile", "unet", "--input", "4x32x32"], "--input has 4 channels but the model takes 3"),
+    (["profile", "unet", "--input", "3x30x32"], "not divisible by 16"),
+    (["profile", "unet", "--input", "3x30x32", "--macs"], "not divisible by 16"),
+    (["profile", "unet", "--min-iters", "5", "--max-iters", "2"], "--max-iters must be at least 5"),
+    (["profile", "unet", "--min-iters", "0"], "--min-iters must be at least 1"),
+    (["profile", "unet", "--time", "-1"], "--time must be at least 0"),
+    (["profile", "unet", "--threads", "0"], "--threads must be at least 1"),
+    (["profile", "unet", "--macs", "--module-depth", "0"], "--module-depth must be at least 1"),
+    (["profile", "--all", "--pattern", "resnet*"], "no model matches --pattern 'resnet*'"),
+    (["profile", "unet", "--pattern", "u*"], "--pattern selects models for --all"),
+    (["profile", "unet", "lfunet", "--baseline", "unetpp"], "--baseline 'unetpp' is not among"),
+    (["profile", "unet", "base_width=4", "unet", "base_width=8", "--baseline", "unet"],
+     "--baseline 'unet' matches several"),
+    (["zoo", "--pattern", "resnet*"], "no model matches --pattern 'resnet*'"),
+    (["zoo", "--input", "3x30x32"], "not divisible by 16"),
+    (["zoo", "--input", "3x30"], "--input must look like CxHxW"),
+]
+MODEL_ERRORS = [  # raised by models.create_model; the CLI's main turns them into one line
+    (["profile", "lfunett"], "unknown model 'lfunett'"),
+    (["profile", "unet", "groups=4"], "'unet' has no argument 'groups'"),
+]
+
+
+@pytest.mark.parametrize("argv,message", USER_MISTAKES + MODEL_ERRORS)
+def test_errors_are_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv,message", USER_MISTAKES)
+def test_user_mistakes_raise_lfubench_error(argv, message):
+    args = build_parser().parse_args(argv)
+    with pytest.raises(LfubenchError) as info:
+        args.func(args)
+    assert message in str(info.value)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_on_a_cpu_only_machine(capsys):
     code, _, err = run(capsys, "profile", "unet", "--device", "cuda")
     assert code == 2 and "CUDA is not available" in err
+    args = build_parser().parse_args(["profile", "unet", "--device", "cuda"])
+    with pytest.raises(LfubenchError, match="--device cuda: CUDA is not available"):
+        args.func(args)
