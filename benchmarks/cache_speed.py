@@ -5,7 +5,9 @@ the memory-mapped cache in random order as a training loader would: whole shuffl
 ``SliceCache.read_batch`` and one slice at a time via ``cache[i]`` (a map-style Dataset). The
 files were just written, so they are in the page cache: this measures the loader, not the disk.
 
-Run: ``python -m bench.benchmarks.cache_speed [--cases 8] [--batch 32] [--seconds 3]``.
+Run: ``python benchmarks/cache_speed.py [--cases 8] [--batch 32] [--seconds 3]`` (about 30 s with
+the defaults). It calls the functions ``lfubench data phantom`` and ``lfubench data prepare`` call
+(:func:`bench.data.write_phantom`, :func:`bench.data.prepare_cache`, :func:`bench.data.open_cache`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def _rate(read, order: np.ndarray, batch: int, seconds: float) -> tuple[float, i
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--cases", type=int, default=8, help="phantom cases of 256x256x32 (default 8)")
     p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     p.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")

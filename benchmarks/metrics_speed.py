@@ -1,6 +1,7 @@
 """HD95 speed and agreement: medpy vs MONAI vs DeepMind ``surface_distance`` vs :mod:`bench.metrics`.
 
-Run ``python -m bench.benchmarks.metrics_speed`` (about two minutes, most of it medpy). It builds a
+Run ``python benchmarks/metrics_speed.py [--repeats 3] [--seed 0] [--no-medpy]`` (about two
+minutes, most of it medpy; ``--no-medpy`` skips medpy's rows and checks). It builds a
 LiTS-sized synthetic case deterministically (512 x 512 x 200 voxels, spacing 0.7 x 0.7 x 2.5 mm,
 two liver-sized ellipsoids of about 2.7 M voxels with noisy boundaries), times every available
 tool on the same masks in one process, and prints a Markdown table: tool, HD95 definition,
@@ -29,8 +30,10 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
+from bench.conventions import empty_rule
 from bench.metrics import MetricsAccumulator, brats_regions, hd95, hd95_max_directed
 from bench.metrics.surface import border, union_box
+from reports.text import format_rows
 
 LITS_SHAPE = (512, 512, 200)
 LITS_SPACING = (0.7, 0.7, 2.5)
@@ -177,16 +180,18 @@ def run_lits(repeats: int, seed: int, with_medpy: bool) -> list[str]:
         f"Case built in {time.perf_counter() - t0:.1f} s. Seconds: median of {repeats} runs "
         "(medpy: 1 run).",
         "",
-        "| tool | HD95 definition | seconds | HD95 (mm) | speed-up vs medpy | equals medpy (1e-6 rel.) |",
-        "|---|---|---:|---:|---:|---|",
     ]
+    rows = []
     medpy_s = medpy_v = None
     for name, definition, package, fn, same_def in TOOLS:
+        row = {"tool": name, "HD95 definition": definition, "seconds": "", "HD95 (mm)": "",
+               "speed-up vs medpy": "", "equals medpy (1e-6 rel.)": ""}
+        rows.append(row)
         if package == "medpy" and not with_medpy:
-            lines.append(f"| {name} | {definition} | skipped | | | |")
+            row["seconds"] = "skipped"
             continue
         if _version(package) is None:
-            lines.append(f"| {name} | {definition} | not installed | | | |")
+            row["seconds"] = "not installed"
             continue
         seconds, value = _time(
             lambda fn=fn: fn(pred, ref, LITS_SPACING), 1 if package == "medpy" else repeats
@@ -199,8 +204,9 @@ def run_lits(repeats: int, seed: int, with_medpy: bool) -> list[str]:
         else:
             same = "yes" if abs(value - medpy_v) <= 1e-6 * abs(medpy_v) else "no"
             same += "" if same_def else " (other definition)"
-        lines.append(f"| {name} | {definition} | {seconds:.3f} | {value:.6f} | {speedup} | {same} |")
-    return lines
+        row.update({"seconds": f"{seconds:.3f}", "HD95 (mm)": f"{value:.6f}", "speed-up vs medpy": speedup,
+                    "equals medpy (1e-6 rel.)": same})
+    return lines + format_rows(rows, "md").splitlines()
 
 
 def run_brats(seed: int, with_medpy: bool) -> list[str]:
@@ -216,24 +222,25 @@ def run_brats(seed: int, with_medpy: bool) -> list[str]:
         f"### BraTS regions of one {'x'.join(map(str, BRATS_SHAPE))} case "
         f"(labels 0/1/2/4, spacing 1 mm, seed {seed})",
         "",
-        "WT = {1, 2, 4}, TC = {1, 4}, ET = {4}; empty-mask rule `brats` (both empty: Dice 1, HD95 0; one "
-        f"empty: Dice 0, HD95 373.13 mm). All three regions, Dice + HD95: {seconds:.3f} s.",
+        f"WT = {{1, 2, 4}}, TC = {{1, 4}}, ET = {{4}}; `brats` rule for {empty_rule('brats')}. "
+        f"All three regions, Dice + HD95: {seconds:.3f} s.",
         "",
-        "| region | Dice | HD95 (mm) | medpy HD95 (mm) |",
-        "|---|---:|---:|---:|",
     ]
     pr, rr = brats_regions(pred), brats_regions(ref)
+    rows = []
     for region in ("WT", "TC", "ET"):
         check = ""
         if with_medpy and _version("medpy"):
             check = f"{_medpy(pr[region], rr[region], BRATS_SPACING):.6f}"
-        lines.append(f"| {region} | {values[region, 'dice']:.4f} | {values[region, 'hd95']:.6f} | {check} |")
-    lines.append(f"| mean | {summary['mean', 'dice']:.4f} | {summary['mean', 'hd95']:.6f} | |")
-    return lines
+        rows.append({"region": region, "Dice": f"{values[region, 'dice']:.4f}",
+                     "HD95 (mm)": f"{values[region, 'hd95']:.6f}", "medpy HD95 (mm)": check})
+    rows.append({"region": "mean", "Dice": f"{summary['mean', 'dice']:.4f}",
+                 "HD95 (mm)": f"{summary['mean', 'hd95']:.6f}", "medpy HD95 (mm)": ""})
+    return lines + format_rows(rows, "md").splitlines()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per tool except medpy (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic cases (default 0)")
     parser.add_argument("--no-medpy", action="store_true", help="skip medpy (about 25-40 s)")
@@ -256,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         + run_brats(args.seed, not args.no_medpy)
     )
     print("\n".join(lines))  # the benchmark's output is this table
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

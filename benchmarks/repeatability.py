@@ -1,7 +1,9 @@
 """Repeatability of CPU latency: the same model measured twice back to back; prints both runs'
 medians and dispersion and whether the medians agree within 5%.
 
-Run: ``python -m bench.benchmarks.repeatability [--model lfunet] [--input 3x256x256] [--threads 1]``.
+Run: ``python benchmarks/repeatability.py [--model lfunet] [--input 3x256x256] [--threads 1] [--time 20]``
+(about a minute with the defaults). It calls :func:`bench.latency.profile`, as ``lfubench profile``
+does.
 One intra-op thread by default: on a shared 2-core machine, two OpenMP threads competing with other
 processes make the timings swing by orders of magnitude; pass ``--threads 2`` on an idle machine.
 Exit status 1 when the medians differ by more than the tolerance.
@@ -11,25 +13,30 @@ from __future__ import annotations
 
 import argparse
 
-from bench.cli._output import format_rows, parse_shape
-
 import models
 from bench.environment import format_environment
+from bench.errors import LfubenchError
 from bench.latency import Timing, profile
+from lfubench.args import parse_shape
+from lfubench.profile import fit_input
+from reports.text import format_rows
 
 TOLERANCE = 0.05
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="lfunet")
-    parser.add_argument("--input", default="3x256x256")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--time", type=float, default=20.0, help="seconds of measurement per run")
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--model", default="lfunet", help="zoo model at its defaults (default lfunet)")
+    parser.add_argument("--input", default="3x256x256", help="CxHxW (default 3x256x256)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op CPU threads (default 1)")
+    parser.add_argument("--time", type=float, default=20.0, help="measured seconds per run (default 20)")
     args = parser.parse_args(argv)
-    shape = parse_shape(args.input)
     model = models.create_model(args.model)
+    try:
+        shape = fit_input(model, parse_shape(args.input), own_channels=False)
+    except LfubenchError as err:
+        parser.error(str(err))
     timing = Timing(min_warmup=5, max_warmup_s=15.0, min_iters=20, max_iters=10_000, max_time_s=args.time)
     runs = []
     for i in (1, 2):

@@ -1,0 +1,53 @@
+"""The harness benchmarks in ``benchmarks/`` run as plain scripts: ``--help`` for each, and one tiny
+real run of the cheapest."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(BENCHMARKS.glob("*.py"))
+
+
+def _run(script: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python benchmarks/NAME.py ARGS`` from another folder (no reliance on the working directory)."""
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tempfile.gettempdir(),
+    )
+
+
+def test_every_benchmark_is_listed_in_the_readme():
+    readme = (BENCHMARKS / "README.md").read_text()
+    assert SCRIPTS
+    for script in SCRIPTS:
+        assert f"python benchmarks/{script.name}" in readme
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_help(script):
+    proc = _run(script, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: {script.name}")
+    assert f"``python benchmarks/{script.name}" in script.read_text()  # the docstring says how to run it
+
+
+def test_repeatability_tiny_run():
+    proc = _run(BENCHMARKS / "repeatability.py", "--input", "3x32x32", "--time", "0.2")
+    assert proc.returncode in (0, 1), proc.stderr  # 1: the medians differ by > 5% (a busy machine)
+    assert proc.stdout.startswith("lfunet at 3x32x32, batch 1, CPU, 1 thread(s), inference")
+    assert "| run |" in proc.stdout.replace("  ", "") and "relative difference" in proc.stdout
+
+
+def test_a_bad_input_is_a_usage_error():
+    proc = _run(BENCHMARKS / "repeatability.py", "--input", "3x30x32")
+    assert proc.returncode == 2
+    assert "not divisible by 16" in proc.stderr.splitlines()[-1]
