@@ -54,5 +54,7 @@ def zoo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the default benchmark plan on fresh phantoms (CPU) into runs/default."""
     install_project(session)
-    args = session.posargs or ["studies/plans/default.toml", "--out", "runs/default"]
+    args = list(session.posargs)
+    if not (args and args[0].endswith(".toml")):  # options only: they apply to the default plan
+        args = ["studies/plans/default.toml", *([] if "--out" in args else ["--out", "runs/default"]), *args]
     session.run("lfubench", "bench", *args)
