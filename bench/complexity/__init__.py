@@ -2,8 +2,9 @@
 reconciled.
 
 Convention: **MACs**, 1 multiply-add = 1 MAC; GFLOPs = 2 x GMACs (the sentences printed with
-the figures: :data:`bench.conventions.MACS` and :data:`bench.conventions.MAC_COUNTERS`). The primary counter is
-fvcore's ``FlopCountAnalysis``, whose "flops" are in fact MACs (one per fused multiply-add).
+the figures: :data:`bench.conventions.MACS` and :data:`bench.conventions.MAC_COUNTERS`). The
+primary counter is fvcore's ``FlopCountAnalysis``, whose "flops" are in fact MACs (one per fused
+multiply-add).
 ptflops (``pytorch`` and ``aten`` backends, always named explicitly) and
 ``torch.utils.flop_counter`` (which reports FLOPs = 2 x MACs) give the other views. They agree
 exactly on the convolutions' multiply-adds and differ in what else they count (bias, batch
