@@ -20,7 +20,8 @@ def _mmacs(value: int | None) -> str:
 
 
 def _table(rows: list[dict]) -> list[str]:
-    return format_rows(rows, "md").splitlines()
+    """A Markdown table, the figures (every column after the first) right-aligned."""
+    return format_rows(rows, "md", right=list(rows[0])[1:] if rows else ()).splitlines()
 
 
 def _totals(report: MacReport) -> list[dict]:
