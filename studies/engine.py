@@ -21,6 +21,8 @@ failure records and multi-machine work from Optuna's storages instead of a home-
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import threading
@@ -28,6 +30,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -48,6 +51,31 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
+def _sqlite_claim_lock(url: str):
+    """A lock around claiming a trial, for SQLite storages.
+
+    Optuna's RDB storage checks "still WAITING?" and sets RUNNING in one transaction, which is
+    atomic on PostgreSQL (``SELECT ... FOR UPDATE``) but not on SQLite, where two local workers
+    can both read WAITING and both claim the trial. Workers on one SQLite file share a machine,
+    so an exclusive lock on a file beside the database makes the claim atomic. Journal files
+    serialise their operations themselves; other storages need no lock.
+    """
+    if not url.startswith("sqlite:///"):
+        return contextlib.nullcontext
+    path = Path(url[len("sqlite:///"):] + ".claim-lock")
+
+    @contextlib.contextmanager
+    def lock():
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    return lock
+
+
 @dataclass
 class EngineConfig:
     heartbeat_s: float = 10.0
@@ -63,6 +91,7 @@ class Engine:
     def __init__(self, storage_url: str, study_name: str, item_ids: Sequence[str],
                  config: EngineConfig | None = None) -> None:
         self.storage = make_storage(storage_url)
+        self._claim_lock = _sqlite_claim_lock(storage_url)
         self.study = optuna.create_study(storage=self.storage, study_name=study_name,
                                          direction="maximize", load_if_exists=True)
         self.item_ids = list(item_ids)
@@ -116,8 +145,9 @@ class Engine:
     def _claim(self) -> optuna.Trial | None:
         for t in self._trials((TrialState.WAITING,)):
             try:
-                if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
-                    continue
+                with self._claim_lock():
+                    if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                        continue
             except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
                 continue
             trial = optuna.Trial(self.study, t._trial_id)
