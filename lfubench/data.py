@@ -104,13 +104,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     from bench.data import PreprocessConfig, find_cases, make_splits, open_cache, prepare_cache, write_splits
 
     start = time.perf_counter()
-    cases, _ = find_cases(args.dataset, args.root)
-    try:  # the options are checked before the work
-        config = PreprocessConfig(args.dataset, size=args.size, context=args.context)
-        splits = make_splits([c.case_id for c in cases], seed=args.seed, test_fraction=args.test_fraction,
-                             folds=args.folds, groups={c.case_id: c.group for c in cases})
-    except ValueError as err:
-        raise LfubenchError(str(err)) from None
+    cases, problems = find_cases(args.dataset, args.root)
+    if not cases:
+        raise LfubenchError(f"{args.root}: {problems[0].message}" if problems else f"{args.root}: no cases")
+    config = PreprocessConfig(args.dataset, size=args.size, context=args.context)  # options checked first
+    splits = make_splits([c.case_id for c in cases], seed=args.seed, test_fraction=args.test_fraction,
+                         folds=args.folds, groups={c.case_id: c.group for c in cases})
     path = prepare_cache(args.dataset, args.root, args.out, config, force=args.force, progress=True)
     cache = open_cache(path)
     split_path = write_splits(path, splits)

@@ -35,6 +35,8 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from ..errors import OptionError
+
 log = logging.getLogger(__name__)
 
 #: default phantom shapes, (X, Y, Z) voxels: small enough for CPU training in minutes
@@ -332,15 +334,15 @@ def write_phantom(dataset: str, out: Path | str, cases: int, shape=None, seed: i
         the paths written, images before labels, case by case.
     """
     if dataset not in LAYOUTS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(LAYOUTS)}")
+        raise OptionError(f"unknown dataset {dataset!r}; choose one of {', '.join(LAYOUTS)}")
     layout = layout or LAYOUTS[dataset][0]
     if layout not in LAYOUTS[dataset]:
-        raise ValueError(f"unknown {dataset} layout {layout!r}; choose one of {', '.join(LAYOUTS[dataset])}")
+        raise OptionError(f"unknown {dataset} layout {layout!r}; choose one of {', '.join(LAYOUTS[dataset])}")
     if cases < 1:
-        raise ValueError(f"--cases must be at least 1, got {cases}")
+        raise OptionError(f"--cases must be at least 1, got {cases}")
     shape = tuple(shape or DEFAULT_SHAPE[dataset])
     if len(shape) != 3 or min(shape) < 8:
-        raise ValueError(f"--shape must be XxYxZ with every size >= 8, got {shape}")
+        raise OptionError(f"--shape must be XxYxZ with every size >= 8, got {shape}")
     out = Path(out)
     ext = ".nii.gz" if (_GZIP_DEFAULT[layout] if gzip is None else gzip) else ".nii"
     written: list[Path] = []

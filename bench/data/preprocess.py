@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..datasets import DATASETS
+from ..errors import OptionError
 from .reader import CaseData
 
 log = logging.getLogger(__name__)
@@ -45,15 +46,15 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+            raise OptionError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         if self.size is None:
             object.__setattr__(self, "size", DATASETS[self.dataset].default_size)
         if self.size < 16 or self.size % 16:
-            raise ValueError(f"--size must be a positive multiple of 16, got {self.size}")
+            raise OptionError(f"--size must be a positive multiple of 16, got {self.size}")
         if self.dataset == "brats":
             object.__setattr__(self, "context", 1)
         if self.context < 1 or self.context % 2 == 0:
-            raise ValueError(f"context must be odd and >= 1, got {self.context}")
+            raise OptionError(f"context must be odd and >= 1, got {self.context}")
         object.__setattr__(self, "hu_window", tuple(float(v) for v in self.hu_window))
 
     def to_dict(self) -> dict:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import OptionError
+
 
 def splits_path(folder: Path | str, seed: int, test_fraction: float, folds: int) -> Path:
     """The splits file for these settings in ``folder``: ``splits-s{seed}-t{test}-f{folds}.json``.
@@ -45,11 +47,11 @@ def make_splits(case_ids: Iterable[str], seed: int = 0, test_fraction: float = 0
     """
     ids = sorted(case_ids, key=_natural)
     if len(set(ids)) != len(ids):
-        raise ValueError("case ids must be unique")
+        raise OptionError("case ids must be unique")
     if not 0 <= test_fraction < 1:
-        raise ValueError(f"test fraction must be in [0, 1), got {test_fraction}")
+        raise OptionError(f"test fraction must be in [0, 1), got {test_fraction}")
     if folds < 2:
-        raise ValueError(f"folds must be at least 2, got {folds}")
+        raise OptionError(f"folds must be at least 2, got {folds}")
     groups = groups or {}
     by_group: dict[str, list[str]] = {}
     for cid in ids:
@@ -65,7 +67,7 @@ def make_splits(case_ids: Iterable[str], seed: int = 0, test_fraction: float = 0
     if test_fraction > 0 and not test and len(rest) > folds:
         test.append(rest.pop())
     if len(rest) < folds:
-        raise ValueError(f"{len(ids)} cases leave {len(rest)} for {folds} folds; "
+        raise OptionError(f"{len(ids)} cases leave {len(rest)} for {folds} folds; "
                          "need at least one case per fold")
     fold_of = {cid: k % folds for k, cid in enumerate(rest)}
     cv = []
