@@ -240,6 +240,10 @@ def load_plan(path: str | Path, base_dir: str | Path | None = None, overrides: S
         if spec.phantom:
             if spec.root:
                 problems.append(f"{at}: 'root' is for real datasets; kind {spec.kind!r} generates its cases")
+            left = spec.cases - max(1, round(spec.test * spec.cases)) if spec.test > 0 else spec.cases
+            if spec.folds and left < spec.folds:
+                problems.append(f"{at}: {spec.cases} cases leave {left} after the test split, fewer than "
+                                f"folds = {spec.folds}")
         else:
             phantom_only = [k for k, f in DatasetSpec.__dataclass_fields__.items()
                             if f.metadata.get("phantom") and k in d]

@@ -95,6 +95,9 @@ def test_types_and_ranges_are_validated_up_front(tmp_path):
     assert "[measure]: warmup must be an integer, got 1.5" in text
     assert "datasets[1] (brats): test must be < 1, got 1.0" in text
     assert "datasets[1] (brats): empty 'zero' is not one of brats, diagonal, nan" in text
+    with pytest.raises(PlanError, match=r"datasets\[1\] \(brats\): 12 cases leave 10 after the test split, "
+                                         r"fewer than folds = 12"):
+        load_plan(_write(tmp_path, GOOD.replace('"phantom-brats"', '"phantom-brats"\nfolds = 12')))
 
 
 def test_keys_the_pipeline_sets_are_rejected_with_where_they_belong(tmp_path):
