@@ -82,3 +82,30 @@ def test_nan_loss_is_reported(tmp_path):
         model.head.bias.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="loss became nan at step 0"):
         train(model, _disks(8), None, 3, TrainConfig(epochs=1, progress=False), tmp_path)
+
+
+def test_training_threads_apply_to_the_run_only(tmp_path):
+    """``threads`` holds while training runs and the caller's thread count is restored after,
+    also when training fails."""
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = models.create_model("unet", base_width=4)
+
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return self.net(x)
+
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    config = TrainConfig(steps=2, batch_size=2, threads=target, progress=False)
+    train(Spy(), _disks(4), None, 3, config, tmp_path)
+    assert set(seen) == {target} and torch.get_num_threads() == before
+    broken = models.create_model("unet", base_width=4)
+    with torch.no_grad():
+        broken.head.bias.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged):
+        train(broken, _disks(4), None, 3, config, tmp_path / "nan")
+    assert torch.get_num_threads() == before
