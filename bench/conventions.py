@@ -47,7 +47,9 @@ def empty_rule(rule: str) -> str:
 def latency(device: str, batch: int, precision: str, input_shape: str, threads: int | None,
             channels_last: bool) -> str:
     """The sentence for a latency/memory figure measured with these settings."""
-    where = f"{device}, {threads} threads" if device == "cpu" and threads else device
+    where = device
+    if device == "cpu" and threads:
+        where += f", {threads} thread{'s' if threads != 1 else ''}"
     memory = "max allocated" if device.startswith("cuda") else "process peak RSS"
     layout = "channels_last" if channels_last else "NCHW"
     return (f"latency: median ms per batch of {batch} at input {input_shape}, {precision}, {layout}, "

@@ -1,7 +1,8 @@
 """What a user sees while a plan runs: one log line when an item starts and one when it ends,
-a summary at the end, and -- in a terminal -- one overall bar over the items above the
-training bar. Log lines go through :mod:`logging`, so a job log (CI, ``nohup``, a cluster
-scheduler) shows them too."""
+with an estimate of the time left (this worker's mean item time times the items not yet
+complete; with several workers, roughly that over their number), a summary at the end, and
+-- in a terminal -- one overall bar over the items above the training bar. Log lines go
+through :mod:`logging`, so a job log (CI, ``nohup``, a cluster scheduler) shows them too."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ import numpy as np
 log = logging.getLogger("lfubench.bench")
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class PlanProgress:
     """Counts and reports the items of one worker; ``n_items`` in the plan, ``done_before``
     already complete when the worker started."""
@@ -21,7 +30,7 @@ class PlanProgress:
     def __init__(self, n_items: int, done_before: int, budget: str, bar: bool) -> None:
         self.n, self.k, self.budget = n_items, done_before, budget
         self.started = time.perf_counter()
-        self.ran, self.failed = 0, 0
+        self.ran, self.failed, self.seconds = 0, 0, 0.0
         self.bar = None
         if bar and sys.stderr.isatty():
             from tqdm.auto import tqdm
@@ -29,13 +38,18 @@ class PlanProgress:
             self.bar = tqdm(total=n_items, initial=done_before, desc="items", unit="item", position=0,
                             dynamic_ncols=True)
 
-    def start(self, item_id: str) -> float:
-        self.k += 1
+    def start(self, item_id: str, position: int | None = None) -> float:
+        """Log the start; ``position``: the item's place in the plan (items complete or running,
+        this one included), read from the storage so that workers count alike."""
+        self.k = position if position is not None else self.k + 1
         log.info("item %d/%d %s: started (budget %s)", self.k, self.n, item_id, self.budget)
         return time.perf_counter()
 
-    def finished(self, item_id: str, record: dict, t0: float) -> None:
+    def finished(self, item_id: str, record: dict, t0: float, remaining: int | None = None) -> None:
+        """Log the end: time, scores, size; with ``remaining`` (items not yet complete), an
+        estimate of the time left at this worker's mean item time."""
         self.ran += 1
+        self.seconds += time.perf_counter() - t0
         rows = record["metrics"]
         top = max(r["level"] for r in rows)
         dice = {}
@@ -45,9 +59,12 @@ class PlanProgress:
         eff = next((e for e in record["efficiency"] if e["level"] == top), {})
         scores = ", ".join(f"{region} {np.mean(v):.4f}" for region, v in dice.items())
         level = f" L{top}" if top else ""
-        log.info("item %d/%d %s: done in %.1f s; best val Dice %.4f; test Dice%s %s; %s params, %.4g GMACs",
+        left = ""
+        if remaining:
+            left = f"; about {_duration(remaining * self.seconds / self.ran)} left for {remaining} item(s)"
+        log.info("item %d/%d %s: done in %.1f s; best val Dice %.4f; test Dice%s %s; %s params, %.4g GMACs%s",
                  self.k, self.n, item_id, time.perf_counter() - t0, record["train"]["best_val_dice"], level,
-                 scores, f"{eff.get('params', 0):,}", eff.get("gmacs", float("nan")))
+                 scores, f"{eff.get('params', 0):,}", eff.get("gmacs", float("nan")), left)
         self._advance()
 
     def failed_item(self, item_id: str, err: BaseException, t0: float) -> None:

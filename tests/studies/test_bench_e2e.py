@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from bench.data import write_phantom
+from bench.errors import LfubenchError
+from lfubench.bench import _devices
 from lfubench.cli import main
 from studies.pipeline import run_item
 from studies.plan import load_plan
@@ -195,3 +197,25 @@ base_width = 4
     assert sorted(item for item, _ in complete) == [0.0, 1.0, 2.0]  # each item complete exactly once
     assert all(dict(complete)[item] == when for item, when in done_before.items())  # finished rows unchanged
     assert [state for _, state, _ in rows].count("FAIL") == 1  # the killed item, recorded as lost
+
+
+def test_two_local_workers_share_a_plan(tmp_path, capsys):
+    """--workers 2 starts two processes on one storage: every item runs once, the parent reports."""
+    import sqlite3
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    out = tmp_path / "run"
+    code = main(["bench", str(path), "--out", str(out), "--workers", "2", "--set", "train.threads=1",
+                 "--set", "measure.threads=1"])
+    assert code == 0
+    assert "2/2 items complete (2 run now, 0 failed now)" in capsys.readouterr().out
+    with sqlite3.connect(out / "study.db") as con:
+        states = [r[0] for r in con.execute("select state from trials")]
+    assert states == ["COMPLETE", "COMPLETE"]
+    assert len(pd.read_csv(out / "items.csv")) == 2
+    with pytest.raises(LfubenchError, match="--devices must look like cuda:0,cuda:1"):
+        _devices("gpu0", 1)
+    with pytest.raises(LfubenchError, match="does not match the 2 --devices"):
+        _devices("cuda:0,cuda:1", 3)
+    assert _devices("cuda:0,cuda:3", 1) == ["0", "3"] and _devices(None, 2) == [None, None]
