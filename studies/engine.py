@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import re
 import threading
 import time
 import traceback
@@ -33,7 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
+
+from bench.errors import LfubenchError
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -48,7 +52,18 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
     engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgres") else None
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    shown = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)  # never print a password
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except ImportError as err:
+        cause = err.__cause__ or err
+        raise LfubenchError(f"storage {shown}: its database driver is not installed ({cause}); "
+                            "for PostgreSQL: pip install 'lfubench[postgres]'") from None
+    except sqlalchemy.exc.ArgumentError as err:
+        raise LfubenchError(f"storage {shown}: not a database URL ({err})") from None
+    except sqlalchemy.exc.OperationalError as err:
+        first = str(err.orig if err.orig is not None else err).strip().splitlines()[0]
+        raise LfubenchError(f"storage {shown}: cannot connect ({first})") from None
 
 
 def _sqlite_claim_lock(url: str):

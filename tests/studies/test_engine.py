@@ -89,3 +89,14 @@ def test_failing_item_is_recorded_and_the_rest_complete(tmp_path):
     failed = engine.study.get_trials(states=(TrialState.FAIL,))
     reason = failed[0].user_attrs["fail_reason"]
     assert reason == "RuntimeError: planted failure: unreadable case volume-3.nii"
+
+
+def test_bad_storages_are_one_clear_line(tmp_path):
+    """A wrong URL or an unreachable server names the storage (password hidden) and the cause."""
+    from bench.errors import LfubenchError
+    from studies.engine import make_storage
+
+    with pytest.raises(LfubenchError, match=r"storage notaurl: not a database URL"):
+        make_storage("notaurl")
+    with pytest.raises(LfubenchError, match=r"storage postgresql://u:\*\*\*@127.0.0.1:1/x: cannot connect"):
+        make_storage("postgresql://u:secret@127.0.0.1:1/x")

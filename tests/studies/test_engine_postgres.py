@@ -50,7 +50,7 @@ def postgres_url():
     try:
         subprocess.run([*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
                         "-U", "postgres", "lfubench"], check=True, capture_output=True)
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/lfubench"
+        yield f"postgresql://postgres@127.0.0.1:{port}/lfubench"  # the README's form, psycopg 3
     finally:
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(cluster), "-m", "fast", "stop"],
                        capture_output=True)
