@@ -13,76 +13,192 @@ original voxel grid, and score it in 3D, in mm, against the original label file.
   diagonal of the case's volume in mm; BraTS ``brats``: one mask empty -> Dice 0, HD95
   373.13 mm; both rules: both empty -> Dice 1, HD95 0).
 
+Memory is bounded by the case, not by the network's output: a case is predicted one slice batch
+at a time, straight from the cache's memory-mapped slices, and each batch's probabilities are
+turned into labels (resized and arg-maxed, or arg-maxed and pasted) into one preallocated
+``uint8`` volume on the original grid, then dropped. Besides that volume and the reference label
+(read alone, in its stored dtype, not with the image), evaluation holds a batch of inputs and a
+batch of probabilities at a time; the peak beyond that is the metrics' own.
+
+While case k+1 is being predicted, case k's reference is read and its metrics computed in one
+background thread (numpy and scipy release the GIL in their heavy parts); cases are scored in
+order by one accumulator, so the rows are those of a sequential run.
+
 Rows are JSON-able: ``{"case", "region", "metric", "value"}`` (NaN written as None).
 """
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from .data import SliceCache, find_cases, read_case
+from .data import Case, DataError, SliceCache, find_cases, map_labels
+from .data.nifti import ReadFailure, load_image, read_data
 from .datasets import DATASETS
+from .errors import OptionError
+from .latency import PRECISIONS
 from .metrics import MetricsAccumulator
+
+#: slices resized to the original in-plane size at once (LiTS): bounds the full-size probabilities
+RESIZE_CHUNK = 8
+
+
+def _autocast(device: torch.device, precision: str):
+    """``torch.autocast`` for ``fp16``/``bf16`` on CUDA; nothing for ``fp32`` or off CUDA."""
+    dtype = PRECISIONS[precision]
+    if dtype is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=dtype)
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, images: np.ndarray, batch_size: int = 16, device: str = "cpu",
-                          channels_last: bool = True):
-    """Softmax probabilities ``(Z, classes, S, S)`` (a torch tensor on the CPU) for the slices
-    ``images`` ``(Z, C, S, S)``."""
-    model.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
-        if channels_last:
-            x = x.to(memory_format=torch.channels_last)
-        out.append(model(x).float().softmax(1).cpu())
-    return torch.cat(out)
+def batch_probabilities(model: nn.Module, x: np.ndarray, device: str | torch.device = "cpu",
+                        channels_last: bool = True, precision: str = "fp32") -> torch.Tensor:
+    """Softmax probabilities ``(B, classes, S, S)`` (``float32``, on the CPU) of one batch of
+    network inputs ``x`` ``(B, C, S, S)``; ``precision`` as in :func:`evaluate_cases`."""
+    device = torch.device(device)
+    t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    if channels_last:
+        t = t.to(memory_format=torch.channels_last)
+    with _autocast(device, precision):
+        logits = model(t)
+    return logits.float().softmax(1).cpu()
+
+
+def restore_slices(probs: torch.Tensor, dataset: str, info: dict, out: np.ndarray, start: int) -> None:
+    """Write the labels of slices ``start .. start + len(probs)`` of a case into ``out``.
+
+    Args:
+        probs: softmax probabilities ``(B, classes, S, S)`` of consecutive slices.
+        dataset: ``"lits"`` (resize bilinearly to the original in-plane size, then arg-max) or
+            ``"brats"`` (arg-max, then paste at the crop offset, clipped to the grid).
+        info: the case's cache entry (``orig_shape``, and ``crop_offset`` for BraTS).
+        out: the case's label volume ``(Z, Y, X)`` ``uint8`` on the original grid; for BraTS it
+            must be zero outside the crop (as :func:`new_label_volume` makes it).
+        start: the index of the first slice of ``probs`` in the case.
+    """
+    _, ny, nx = info["orig_shape"]
+    if dataset == "lits":
+        for s in range(0, len(probs), RESIZE_CHUNK):  # full-size probabilities of a few slices at a time
+            full = nn.functional.interpolate(probs[s:s + RESIZE_CHUNK], size=(ny, nx), mode="bilinear",
+                                             align_corners=False)
+            out[start + s:start + s + len(full)] = full.argmax(1).numpy()
+        return
+    pred = probs.argmax(1).numpy().astype(np.uint8)
+    size = pred.shape[-1]
+    y0, x0 = info["crop_offset"]
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + size, ny), min(x0 + size, nx)
+    out[start:start + len(pred), ys:ye, xs:xe] = pred[:, ys - y0:ye - y0, xs - x0:xe - x0]
+
+
+def new_label_volume(info: dict) -> np.ndarray:
+    """An all-background ``uint8`` label volume on the case's original grid."""
+    return np.zeros(tuple(info["orig_shape"]), dtype=np.uint8)
 
 
 def restore_geometry(probs: torch.Tensor, dataset: str, info: dict) -> np.ndarray:
     """The label map ``(Z, Y, X)`` (uint8) on the original grid described by the case's cache
-    ``info`` (``orig_shape``, and ``crop_offset`` for BraTS)."""
-    z, ny, nx = info["orig_shape"]
-    if dataset == "lits":
-        labels = np.empty((z, ny, nx), dtype=np.uint8)
-        for s in range(0, z, 8):  # a few slices at a time keeps the full-size probabilities small
-            full = nn.functional.interpolate(probs[s:s + 8], size=(ny, nx), mode="bilinear",
-                                             align_corners=False)
-            labels[s:s + 8] = full.argmax(1).numpy().astype(np.uint8)
-        return labels
-    pred = probs.argmax(1).numpy().astype(np.uint8)
-    size = pred.shape[-1]
-    y0, x0 = info["crop_offset"]
-    labels = np.zeros((z, ny, nx), dtype=np.uint8)
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + size, ny), min(x0 + size, nx)
-    labels[:, ys:ye, xs:xe] = pred[:, ys - y0:ye - y0, xs - x0:xe - x0]
-    return labels
+    ``info`` (``orig_shape``, and ``crop_offset`` for BraTS), from the probabilities ``probs``
+    ``(Z, classes, S, S)`` of all its slices (:func:`restore_slices` on the whole case)."""
+    out = new_label_volume(info)
+    restore_slices(probs, dataset, info, out, 0)
+    return out
+
+
+def predict_labels(model: nn.Module, cache: SliceCache, case_id: str, *, batch_size: int = 16,
+                   device: str | torch.device = "cpu", channels_last: bool = True,
+                   precision: str = "fp32") -> np.ndarray:
+    """The predicted label map ``(Z, Y, X)`` (``uint8``) of one cached case on its original grid.
+
+    Slices are read from the cache, predicted and restored one batch of ``batch_size`` at a time;
+    only the label volume grows with the case. Settings as in :func:`evaluate_cases`.
+    """
+    dataset = cache.meta["config"]["dataset"]
+    info = cache.cases[case_id]
+    indices = cache.case_indices(case_id)
+    out = new_label_volume(info)
+    model.eval()
+    for start in range(0, len(indices), batch_size):
+        x, _ = cache.read_batch(indices[start:start + batch_size])
+        probs = batch_probabilities(model, x, device, channels_last, precision)
+        del x
+        restore_slices(probs, dataset, info, out, start)
+    return out
+
+
+def read_reference(case: Case) -> np.ndarray:
+    """The reference label map of ``case``, ``(Z, Y, X)`` ``uint8`` internal labels, canonical order.
+
+    Reads the label file alone (:func:`bench.data.read_case` also reads every image channel as
+    ``float32``), kept in its stored dtype until the labels are mapped (:func:`bench.data.map_labels`);
+    float files are rounded first, as :func:`~bench.data.read_case` does. The case was checked when
+    its cache was prepared; a file that cannot be read now raises :class:`~bench.data.DataError`.
+    """
+    try:
+        label = read_data(load_image(case.label), raw=True)
+        if label.dtype.kind == "f":
+            np.rint(label, out=label)
+        return map_labels(label, case.label_convention)
+    except (ReadFailure, ValueError) as err:
+        raise DataError(f"case {case.case_id}: {case.rel(case.label)}: {err}") from err
 
 
 def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, metrics=("dice", "hd95"),
-                   empty: str | None = None, batch_size: int = 16, device: str = "cpu",
-                   channels_last: bool = True) -> list[dict]:
+                   empty: str | None = None, batch_size: int = 16, device: str | torch.device = "cpu",
+                   channels_last: bool = True, precision: str = "fp32", progress: bool = False) -> list[dict]:
     """Per-case 3D metrics of ``model`` on ``case_ids``, as tidy JSON-able rows.
 
-    The original labels are read again from the dataset files the cache was built from.
-    ``empty`` is an empty-mask convention of :mod:`bench.metrics` (``"brats"``, ``"diagonal"``,
-    ``"nan"``); ``None`` (default) takes the dataset's rule from :data:`bench.datasets.DATASETS`.
+    The original labels are read again from the dataset files the cache was built from. Case k's
+    reference is read and scored in a background thread while case k+1 is predicted; the rows and
+    their order are those of scoring the cases one after the other.
+
+    Args:
+        model: returns logits ``(B, classes, S, S)``; put it on ``device`` (and in channels-last
+            memory format, if wanted) before calling.
+        cache: the prepared cache of the cases.
+        case_ids: the cases, scored and reported in this order.
+        metrics: names from :data:`bench.metrics.ALL_METRICS`. Default ``("dice", "hd95")``.
+        empty: an empty-mask convention of :mod:`bench.metrics` (``"brats"``, ``"diagonal"``,
+            ``"nan"``); ``None`` (default) takes the dataset's rule from :data:`bench.datasets.DATASETS`.
+        batch_size: slices predicted at once. Default 16.
+        device: where the model runs. Default ``"cpu"``.
+        channels_last: give the model channels-last inputs. Default True.
+        precision: ``"fp32"`` (default), or ``"fp16"`` / ``"bf16"``: the forward runs under
+            ``torch.autocast`` on CUDA (weights stay fp32; the softmax and everything after it are
+            fp32). On any other device the precision is ignored and the forward runs in fp32.
+        progress: show a progress bar over the cases (only in a terminal). Default False.
     """
+    if precision not in PRECISIONS:
+        raise OptionError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     dataset = cache.meta["config"]["dataset"]
     root = cache.meta["root"]
     cases = {c.case_id: c for c in find_cases(dataset, root)[0]}
     facts = DATASETS[dataset]
     acc = MetricsAccumulator(metrics, regions=facts.region_set, empty=facts.empty if empty is None else empty,
                              scheme=facts.label_scheme)
-    for cid in case_ids:
-        images, _ = cache.case_volume(cid)
-        info = cache.cases[cid]
-        probs = predict_probabilities(model, images, batch_size, device, channels_last)
-        pred = restore_geometry(probs, dataset, info)
-        ref = read_case(cases[cid]).label
-        acc(pred, ref, case=cid, spacing=tuple(info["spacing"]))
+
+    def score(cid: str, pred: np.ndarray) -> None:
+        acc(pred, read_reference(cases[cid]), case=cid, spacing=tuple(cache.cases[cid]["spacing"]))
+
+    bar = tqdm(total=len(case_ids), desc=f"evaluate {dataset}", unit="case", leave=False,
+               disable=None if progress else True)  # None: off when the output is not a terminal
+    pending: Future | None = None
+    with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfubench-metrics") as worker:
+        for cid in case_ids:
+            pred = predict_labels(model, cache, cid, batch_size=batch_size, device=device,
+                                  channels_last=channels_last, precision=precision)
+            if pending is not None:
+                pending.result()  # at most one case in the worker: two predictions in memory at most
+                bar.update()
+            pending = worker.submit(score, cid, pred)
+            del pred
+        if pending is not None:
+            pending.result()
+            bar.update()
     return [{k: r[k] for k in ("case", "region", "metric", "value")} for r in acc.rows(nan_as_none=True)]
