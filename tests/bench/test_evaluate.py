@@ -11,7 +11,10 @@ and the header spacing), through medpy (the reference implementation, independen
 
 from __future__ import annotations
 
+import io
 import math
+import sys
+import threading
 
 import nibabel as nib
 import numpy as np
@@ -20,9 +23,21 @@ import torch
 from medpy.metric import binary as mb
 from torch import nn
 
-from bench.data import PreprocessConfig, find_cases, open_cache, prepare_cache, read_case
-from bench.evaluate import evaluate_cases, restore_geometry
-from bench.metrics import BRATS_MAX_DISTANCE_MM
+import bench.evaluate
+from bench.data import (
+    Case,
+    DataError,
+    PreprocessConfig,
+    find_cases,
+    open_cache,
+    prepare_cache,
+    read_case,
+    write_phantom,
+)
+from bench.datasets import DATASETS
+from bench.errors import OptionError
+from bench.evaluate import evaluate_cases, predict_labels, read_reference, restore_geometry
+from bench.metrics import BRATS_MAX_DISTANCE_MM, MetricsAccumulator
 
 REL = 1e-9
 
@@ -401,3 +416,255 @@ def test_restore_geometry_lits_resizes_back_to_the_original_in_plane_size():
     want = np.zeros((3, 20, 24), np.uint8)
     want[1, :, 12:] = 2  # the half-way edge scales with the width: 8/16 of 24
     np.testing.assert_array_equal(out, want)
+
+
+# -------------------------------------------------- streaming == the whole-volume path, bit for bit
+#
+# The reference below is the evaluation as it was before it streamed: every slice's probabilities of
+# a case concatenated, then the whole volume restored and scored. It lives here, not in the library,
+# so the library has one path. The model is a random convolutional net: its probabilities are
+# nowhere one-hot, so the bilinear resize of LiTS and the arg-max see real ties and edges.
+
+
+@torch.no_grad()
+def whole_volume_probabilities(model: nn.Module, images: np.ndarray, batch_size: int,
+                               channels_last: bool) -> torch.Tensor:
+    """``(Z, classes, S, S)`` softmax probabilities of all slices of a case, concatenated."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        out.append(model(x).float().softmax(1).cpu())
+    return torch.cat(out)
+
+
+def whole_volume_restore(probs: torch.Tensor, dataset: str, info: dict) -> np.ndarray:
+    """The label map on the original grid from the probabilities of the whole case."""
+    z, ny, nx = info["orig_shape"]
+    if dataset == "lits":
+        labels = np.empty((z, ny, nx), dtype=np.uint8)
+        for s in range(0, z, 8):
+            full = nn.functional.interpolate(probs[s:s + 8], size=(ny, nx), mode="bilinear",
+                                             align_corners=False)
+            labels[s:s + 8] = full.argmax(1).numpy().astype(np.uint8)
+        return labels
+    pred = probs.argmax(1).numpy().astype(np.uint8)
+    size = pred.shape[-1]
+    y0, x0 = info["crop_offset"]
+    labels = np.zeros((z, ny, nx), dtype=np.uint8)
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + size, ny), min(x0 + size, nx)
+    labels[:, ys:ye, xs:xe] = pred[:, ys - y0:ye - y0, xs - x0:xe - x0]
+    return labels
+
+
+def whole_volume_labels(model, cache, cid: str, batch_size: int = 16,
+                        channels_last: bool = True) -> np.ndarray:
+    images, _ = cache.case_volume(cid)
+    probs = whole_volume_probabilities(model, images, batch_size, channels_last)
+    return whole_volume_restore(probs, cache.meta["config"]["dataset"], cache.cases[cid])
+
+
+def whole_volume_evaluate(model, cache, case_ids, *, empty=None, batch_size: int = 16,
+                          channels_last: bool = True) -> list[dict]:
+    """Sequential, whole-volume evaluation: predict, restore, read the case (image and label), score."""
+    dataset = cache.meta["config"]["dataset"]
+    cases = {c.case_id: c for c in find_cases(dataset, cache.meta["root"])[0]}
+    facts = DATASETS[dataset]
+    acc = MetricsAccumulator(("dice", "hd95"), regions=facts.region_set,
+                             empty=facts.empty if empty is None else empty, scheme=facts.label_scheme)
+    for cid in case_ids:
+        pred = whole_volume_labels(model, cache, cid, batch_size, channels_last)
+        ref = read_case(cases[cid]).label
+        acc(pred, ref, case=cid, spacing=tuple(cache.cases[cid]["spacing"]))
+    return [{k: r[k] for k in ("case", "region", "metric", "value")} for r in acc.rows(nan_as_none=True)]
+
+
+def random_net(in_channels: int, classes: int, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(8, classes, 3, padding=1)).eval()
+
+
+@pytest.fixture(scope="module")
+def phantom_lits(tmp_path_factory):
+    """Phantom CT, 40 x 48 in-plane, cached at 32: the probabilities are resized back up."""
+    root = tmp_path_factory.mktemp("phantom_lits")
+    write_phantom("lits", root, cases=3, shape=(48, 40, 11), seed=3)
+    cache = open_cache(prepare_cache("lits", root, tmp_path_factory.mktemp("phantom_lits_cache"),
+                                     PreprocessConfig("lits", size=32)))
+    return root, cache, None
+
+
+@pytest.fixture(scope="module")
+def phantom_brats(tmp_path_factory):
+    """Phantom MRI, 40 x 44 in-plane, cropped to 32 off-centre (brains wider than the crop are cut)."""
+    root = tmp_path_factory.mktemp("phantom_brats")
+    write_phantom("brats", root, cases=3, shape=(44, 40, 9), seed=3)
+    cache = open_cache(prepare_cache("brats", root, tmp_path_factory.mktemp("phantom_brats_cache"),
+                                     PreprocessConfig("brats", size=32)))
+    return root, cache, None
+
+
+@pytest.mark.parametrize(("data", "batch_size", "channels_last"), [
+    ("lits", 16, True),  # 32 x 32 cases and the 40 x 48 case "5"
+    ("phantom_lits", 5, True),  # batches that do not line up with the resize's 8-slice chunks
+    ("phantom_lits", 16, False),
+    ("brats", 3, True),  # off-centre, padded and cut crops
+    ("phantom_brats", 4, True),
+])
+def test_streaming_matches_the_whole_volume_path_bit_for_bit(data, batch_size, channels_last, request):
+    _, cache, _ = request.getfixturevalue(data)
+    dataset = cache.meta["config"]["dataset"]
+    model = random_net(cache.in_channels, DATASETS[dataset].num_classes)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    ids = cache.case_ids
+    for cid in ids:
+        want = whole_volume_labels(model, cache, cid, batch_size, channels_last)
+        got = predict_labels(model, cache, cid, batch_size=batch_size, channels_last=channels_last)
+        assert got.dtype == np.uint8 and got.shape == tuple(cache.cases[cid]["orig_shape"])
+        np.testing.assert_array_equal(got, want)
+        assert len(np.unique(got)) > 1  # a real prediction, not one class everywhere
+    for order in (ids, ids[::-1]):
+        rows = evaluate_cases(model, cache, order, batch_size=batch_size, channels_last=channels_last)
+        assert rows == whole_volume_evaluate(model, cache, order, batch_size=batch_size,
+                                             channels_last=channels_last)  # values, and the order of rows
+        assert [r["case"] for r in rows[::len(rows) // len(order)]] == list(order)
+        assert any(r["value"] not in (0.0, 1.0, None) for r in rows)
+
+
+def test_read_reference_is_read_case_label(phantom_brats, brats):
+    """The reference read alone is the label of the full read: canonical, 4 -> 3, uint8."""
+    for root, _, _ in (phantom_brats, brats):
+        for case in find_cases("brats", root)[0]:
+            ref = read_reference(case)
+            assert ref.dtype == np.uint8
+            np.testing.assert_array_equal(ref, read_case(case).label)
+
+
+def test_read_reference_names_the_case_and_file(tmp_path):
+    case = Case("7", "lits", "lits", tmp_path, {"ct": tmp_path / "volume-7.nii"},
+                tmp_path / "segmentation-7.nii")
+    with pytest.raises(DataError, match=r"case 7: segmentation-7.nii: missing file"):
+        read_reference(case)
+
+
+# ------------------------------------------------------------- overlap, progress, precision
+
+
+def test_metrics_of_a_case_run_in_the_background_while_the_next_is_predicted(phantom_lits, monkeypatch):
+    """Case k's reference is read (and scored) in a worker thread after case k+1's prediction has
+    begun; a sequential evaluation would read case 0 before predicting case 1 and time out here."""
+    _, cache, _ = phantom_lits
+    model = random_net(cache.in_channels, 3)
+    ids = cache.case_ids
+    events, started = [], {cid: threading.Event() for cid in ids}
+    real_predict, real_read = bench.evaluate.predict_labels, bench.evaluate.read_reference
+
+    def predict(model, cache, cid, **kw):
+        events.append(("predict", cid, threading.current_thread() is threading.main_thread()))
+        started[cid].set()
+        return real_predict(model, cache, cid, **kw)
+
+    def read(case):
+        later = ids[ids.index(case.case_id) + 1:]
+        overlapped = started[later[0]].wait(timeout=30) if later else True
+        main = threading.current_thread() is threading.main_thread()
+        events.append(("read", case.case_id, main, overlapped))
+        return real_read(case)
+
+    monkeypatch.setattr(bench.evaluate, "predict_labels", predict)
+    monkeypatch.setattr(bench.evaluate, "read_reference", read)
+    rows = evaluate_cases(model, cache, ids)
+    assert [e for e in events if e[0] == "predict"] == [("predict", cid, True) for cid in ids]
+    assert [e for e in events if e[0] == "read"] == [("read", cid, False, True) for cid in ids]
+    monkeypatch.undo()
+    assert rows == whole_volume_evaluate(model, cache, ids)
+
+
+def test_an_error_in_the_background_reaches_the_caller(phantom_lits, monkeypatch):
+    _, cache, _ = phantom_lits
+
+    def read(case):
+        raise DataError(f"case {case.case_id}: segmentation-{case.case_id}.nii: truncated")
+
+    monkeypatch.setattr(bench.evaluate, "read_reference", read)
+    with pytest.raises(DataError, match="case 0: segmentation-0.nii: truncated"):
+        evaluate_cases(random_net(cache.in_channels, 3), cache, cache.case_ids)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_progress_bar_over_cases(phantom_lits, monkeypatch, progress):
+    _, cache, _ = phantom_lits
+    bars = []
+
+    class Recorded(bench.evaluate.tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    err = _Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(bench.evaluate, "tqdm", Recorded)
+    evaluate_cases(random_net(cache.in_channels, 3), cache, cache.case_ids, progress=progress)
+    (bar,) = bars
+    assert bar.total == 3
+    if progress:
+        assert bar.n == 3 and "evaluate lits" in err.getvalue() and "/3 [" in err.getvalue()
+    else:
+        assert bar.n == 0 and err.getvalue() == ""  # a disabled bar does not count
+
+
+def test_progress_bar_is_off_when_not_a_terminal(phantom_lits, monkeypatch):
+    _, cache, _ = phantom_lits
+    err = io.StringIO()  # isatty() is False: a log file, CI
+    monkeypatch.setattr(sys, "stderr", err)
+    evaluate_cases(random_net(cache.in_channels, 3), cache, ["0"], progress=True)
+    assert err.getvalue() == ""
+
+
+class _AutocastProbe(nn.Module):
+    """Records whether autocast was on during its forward (on the input's device type)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.seen = net, []
+
+    def forward(self, x):
+        self.seen.append(torch.is_autocast_enabled(x.device.type))
+        return self.net(x)
+
+
+def test_precision_is_ignored_on_the_cpu(phantom_lits):
+    _, cache, _ = phantom_lits
+    probe = _AutocastProbe(random_net(cache.in_channels, 3))
+    fp32 = evaluate_cases(probe, cache, ["0", "1"])
+    for precision in ("fp16", "bf16"):
+        assert evaluate_cases(probe, cache, ["0", "1"], precision=precision) == fp32
+    assert probe.seen and not any(probe.seen)
+    with pytest.raises(OptionError, match="unknown precision 'fp8'; choose one of fp32, fp16, bf16"):
+        evaluate_cases(probe, cache, ["0"], precision="fp8")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_precision_autocasts_on_cuda(phantom_lits, precision):
+    _, cache, _ = phantom_lits
+    probe = _AutocastProbe(random_net(cache.in_channels, 3)).cuda().to(memory_format=torch.channels_last)
+    fp32 = evaluate_cases(probe, cache, cache.case_ids, device="cuda")
+    assert probe.seen and not any(probe.seen)
+    probe.seen.clear()
+    low = evaluate_cases(probe, cache, cache.case_ids, device="cuda", precision=precision)
+    assert probe.seen and all(probe.seen)
+    assert [(r["case"], r["region"], r["metric"]) for r in low] == [(r["case"], r["region"], r["metric"])
+                                                                    for r in fp32]
+    dice = [(a["value"], b["value"]) for a, b in zip(low, fp32, strict=True) if a["metric"] == "dice"]
+    assert all(abs(a - b) < 0.05 for a, b in dice)  # the same prediction up to rounding at the edges
