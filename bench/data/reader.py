@@ -3,6 +3,10 @@
 :func:`inspect_case` is the single place where a case is judged: ``lfubench data verify`` lists
 its problems, and :func:`read_case` raises :class:`~bench.data.nifti.DataError` with the same
 one-line message. A bad case never becomes an array of zeros.
+
+Files are read slab by slab (:func:`~bench.data.nifti.canonical_blocks`) and checked on the way:
+a case costs its image in the stored dtype (``int16`` for CT) and its ``uint8`` labels, plus one
+slab, never a ``float32`` or ``int64`` copy of the volume.
 """
 
 from __future__ import annotations
@@ -12,9 +16,19 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
-from .labels import FILE_LABELS, map_labels
+from .labels import FILE_LABELS
 from .layouts import Case, Problem
-from .nifti import DataError, ReadFailure, canonical_spacing, fmt_shape, load_image, read_data, spatial_shape
+from .nifti import (
+    DataError,
+    ReadFailure,
+    canonical_blocks,
+    canonical_shape,
+    canonical_spacing,
+    fmt_shape,
+    load_image,
+    read_dtype,
+    spatial_shape,
+)
 
 #: tolerance when comparing spacings (mm) and affines between the files of one case
 SPACING_ATOL = 1e-3
@@ -28,8 +42,10 @@ class CaseData:
     Attributes:
         case_id: the case name.
         dataset: ``"lits"`` or ``"brats"``.
-        image: ``float32`` array ``(C, Z, Y, X)``; LiTS C = 1 (CT in HU), BraTS C = 4
-            (flair, t1, t1ce, t2).
+        image: array ``(C, Z, Y, X)``; LiTS C = 1 (CT in HU), BraTS C = 4 (flair, t1, t1ce, t2);
+            in the files' stored dtype when unscaled and at most 4 bytes (``int16`` CT stays
+            ``int16``), else ``float32`` (:func:`bench.data.nifti.read_dtype`); several channels
+            share their common dtype.
         label: ``uint8`` array ``(Z, Y, X)`` in the internal convention (see ``bench.data.labels``).
         spacing: voxel size in mm, ``(z, y, x)``.
         channels: channel names, in order.
@@ -74,7 +90,10 @@ def inspect_case(case: Case) -> tuple[CaseData | None, list[Problem]]:
             if len(spatial_shape(img)) != 3:
                 shape = spatial_shape(img)
                 raise ReadFailure(f"{len(shape)}D image (shape {fmt_shape(shape)}), expected 3D")
-            data = read_data(img, raw=(role == "label"))
+            if role == "label":
+                data, message = _read_label(img, case.label_convention)
+            else:
+                data, message = _read_image(img)
         except ReadFailure as err:
             report(str(err))
             continue
@@ -85,15 +104,19 @@ def inspect_case(case: Case) -> tuple[CaseData | None, list[Problem]]:
             if mismatch:
                 report(_mismatch_message(mismatch, img, ref))
                 continue
-        message = _check_label(data, case.label_convention) if role == "label" else _check_image(data)
         if message:
             report(message)
             continue
         arrays[role] = data
     if problems:
         return None, problems
-    image = np.stack([arrays[c].astype(np.float32, copy=False) for c in case.images])
-    label = map_labels(np.rint(arrays["label"]).astype(np.int64), case.label_convention)
+    label = arrays.pop("label")
+    if len(arrays) == 1:
+        image = next(iter(arrays.values()))[None]
+    else:
+        image = np.empty((len(arrays), *label.shape), dtype=np.result_type(*arrays.values()))
+        for c, channel in enumerate(case.images):
+            image[c] = arrays.pop(channel)
     return CaseData(case.case_id, case.dataset, image, label, spacing, tuple(case.images), case.group), []
 
 
@@ -130,26 +153,55 @@ def _zooms(img) -> str:
     return "x".join(f"{z:.4g}" for z in img.header.get_zooms()[:3])
 
 
-def _check_image(data: np.ndarray) -> str | None:
-    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+def _read_image(img) -> tuple[np.ndarray, str | None]:
+    """The canonical image (dtype of :func:`~bench.data.nifti.read_dtype`) and what is wrong with it
+    (NaN/Inf voxels, all zeros), checked slab by slab."""
+    out = np.empty(canonical_shape(img), dtype=read_dtype(img))
+    bad, nonzero = 0, False
+    for z0, block in canonical_blocks(img):
+        slab = out[z0:z0 + len(block)]
+        slab[...] = block
+        if slab.dtype.kind == "f":
+            bad += int(slab.size - np.count_nonzero(np.isfinite(slab)))
+        nonzero = nonzero or bool(slab.any())
     if bad:
-        return f"{bad} NaN/Inf voxels in the image"
-    if not np.any(data):
-        return "image is all zeros"
-    return None
+        return out, f"{bad} NaN/Inf voxels in the image"
+    if not nonzero:
+        return out, "image is all zeros"
+    return out, None
 
 
-def _check_label(data: np.ndarray, convention: str) -> str | None:
+def _read_label(img, convention: str) -> tuple[np.ndarray, str | None]:
+    """The canonical label map in internal ``uint8`` labels and what is wrong with the file's values
+    (non-integers, values outside ``convention``), checked and mapped slab by slab."""
     allowed = FILE_LABELS[convention]
-    if np.issubdtype(data.dtype, np.floating):
-        rounded = np.rint(data)
-        off = ~(np.abs(data - rounded) <= 1e-3)
-        if np.any(off):
-            return f"{int(off.sum())} non-integer label values (e.g. {float(data[off][0]):g})"
-        data = rounded
-    values = [int(v) for v in np.unique(data)]
-    bad = [v for v in values if v not in allowed]
+    lut = np.zeros(256, dtype=np.uint8)
+    for raw, internal in allowed.items():
+        lut[raw] = internal
+    out = np.zeros(canonical_shape(img), dtype=np.uint8)
+    off, example, values = 0, None, set()
+    for z0, block in canonical_blocks(img):
+        if block.dtype.kind == "f":
+            rounded = np.rint(block)
+            wrong = ~(np.abs(block - rounded) <= 1e-3)
+            if wrong.any():
+                off += int(wrong.sum())
+                if example is None or z0 < example[0]:  # the first one in canonical order
+                    example = (z0, float(block[wrong][0]))
+            block = rounded
+        if off:
+            continue
+        if block.dtype == np.uint8:
+            present = np.flatnonzero(np.bincount(block.ravel(), minlength=256))
+        else:
+            present = np.unique(block)
+        values.update(int(v) for v in present)
+        if all(int(v) in allowed for v in present):
+            out[z0:z0 + len(block)] = lut[block if block.dtype.kind in "iu" else block.astype(np.intp)]
+    if off:
+        return out, f"{off} non-integer label values (e.g. {example[1]:g})"
+    bad = sorted(v for v in values if v not in allowed)
     if bad:
         expected = ", ".join(str(v) for v in allowed)
-        return f"unexpected label values {', '.join(map(str, bad))} (expected {expected})"
-    return None
+        return out, f"unexpected label values {', '.join(map(str, bad))} (expected {expected})"
+    return out, None
