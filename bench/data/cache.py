@@ -18,6 +18,12 @@ last, and the folder is renamed into place only when complete. A half-written ca
 writer, an exception) is never found under the final name; stale temporary folders whose writer
 is gone are removed by the next :func:`prepare_cache`. :func:`open_cache` re-checks shapes and
 sizes against ``meta.json`` and refuses anything that does not match.
+
+Cases are prepared one per worker process (``jobs``) and slab by slab: each worker reads its
+case, preprocesses a few slices at a time and writes them straight into its own rows of the
+memory-mapped ``images.npy`` and ``labels.npy`` (a window mapped per slab), so a process holds
+one case's image and labels in their stored dtype plus a slab, however many cases there are.
+The files do not depend on the number of jobs.
 """
 
 from __future__ import annotations
@@ -28,16 +34,16 @@ import logging
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import LfubenchError
 from .layouts import Case, find_cases
-from .nifti import DataError, ReadFailure, load_image, spatial_shape
-from .preprocess import PreprocessConfig, preprocess_case
+from .nifti import DataError, ReadFailure, canonical_shape, load_image, read_dtype
+from .parallel import map_cases, progress_bar, resolve_jobs
+from .preprocess import PreprocessConfig, preprocess_slabs
 from .reader import read_case
 
 log = logging.getLogger(__name__)
@@ -60,7 +66,7 @@ def cache_name(cases: list[Case], root: Path, config: PreprocessConfig) -> str:
 
 
 def prepare_cache(dataset: str, root: Path | str, out: Path | str, config: PreprocessConfig | None = None,
-                  *, force: bool = False, progress: bool = False) -> Path:
+                  *, force: bool = False, progress: bool = False, jobs: int | None = 1) -> Path:
     """Build (or find) the cache of ``dataset`` under ``root`` and return its folder.
 
     Args:
@@ -69,7 +75,10 @@ def prepare_cache(dataset: str, root: Path | str, out: Path | str, config: Prepr
         out: the folder holding caches; must not be inside ``root``.
         config: preprocessing; default ``PreprocessConfig(dataset)``.
         force: rebuild even when a complete cache exists.
-        progress: show a progress bar over cases.
+        progress: show a progress bar over cases (in a terminal only).
+        jobs: worker processes, one case each (default 1: in this process); ``None``: the
+            machine's cores, capped by the available memory over :func:`case_memory`. The cache
+            files are the same for any number of jobs.
 
     Raises:
         DataError: a case cannot be read (the message names the case and file).
@@ -90,11 +99,13 @@ def prepare_cache(dataset: str, root: Path | str, out: Path | str, config: Prepr
         return final
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(out)
-    counts = [_slice_count(case) for case in cases]
+    headers = [_header(case) for case in cases]
+    counts = [count for count, _ in headers]
+    jobs = resolve_jobs(jobs, len(cases), max(memory for _, memory in headers))
     tmp = out / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        _write(tmp, root, cases, counts, config, progress)
+        _write(tmp, root, cases, counts, config, progress, jobs)
         _publish(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -103,51 +114,100 @@ def prepare_cache(dataset: str, root: Path | str, out: Path | str, config: Prepr
     return final
 
 
-def _slice_count(case: Case) -> int:
-    """Number of canonical axial slices, from the header alone."""
+#: memory of one case beyond its image and labels: a slab's work arrays, torch, the interpreter
+CASE_OVERHEAD = 768 << 20
+
+
+def case_memory(shape_zyx, channels: int = 1, itemsize: int = 2) -> int:
+    """Estimated peak bytes of preparing one case: its image (``channels`` x ``itemsize`` bytes per
+    voxel) and ``uint8`` labels, a slab being read, and :data:`CASE_OVERHEAD`."""
+    voxels = int(np.prod(shape_zyx))
+    return voxels * (channels * itemsize + 1) + CASE_OVERHEAD
+
+
+def _header(case: Case) -> tuple[int, int]:
+    """Number of canonical axial slices and :func:`case_memory`, from the first image's header."""
     path = next(iter(case.images.values()))
     try:
         img = load_image(path)
+        shape = canonical_shape(img)
+        itemsize = read_dtype(img).itemsize
     except ReadFailure as err:
         raise DataError(f"case {case.case_id}: {case.rel(path)}: {err}") from err
-    shape = spatial_shape(img)
-    if len(shape) != 3:
-        raise DataError(f"case {case.case_id}: {case.rel(path)}: {len(shape)}D image, expected 3D")
-    ornt = nib.io_orientation(img.affine)
-    return int(shape[int(np.nonzero(ornt[:, 0] == 2)[0][0])])
+    return shape[0], case_memory(shape, len(case.images), itemsize)
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One case to prepare into rows ``start ... start + count - 1`` of the cache in ``folder``."""
+
+    case: Case
+    start: int
+    count: int
+    config: PreprocessConfig
+    folder: Path
+
+
+class _Rows:
+    """Writes rows of an ``.npy`` file through a memory map of just those rows, unmapped after."""
+
+    def __init__(self, path: Path) -> None:
+        whole = np.load(path, mmap_mode="r")
+        self.path, self.dtype, self.offset = path, whole.dtype, whole.offset
+        self.row_bytes = int(np.prod(whole.shape[1:])) * whole.dtype.itemsize
+        del whole
+
+    def write(self, row: int, values: np.ndarray) -> None:
+        window = np.memmap(self.path, dtype=self.dtype, mode="r+", offset=self.offset + row * self.row_bytes,
+                           shape=values.shape)
+        window[...] = values
+        del window  # unmapped: the pages stay in the page cache, not in this process
+
+
+def _prepare_case(task: _Task) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Read, preprocess and write one case; return its geometry and per-slice foreground / content."""
+    case = task.case
+    data = read_case(case)
+    if data.label.shape[0] != task.count:
+        raise DataError(f"case {case.case_id}: {case.rel(next(iter(case.images.values())))}: "
+                        f"{data.label.shape[0]} slices read, header says {task.count}")
+    images, labels = _Rows(task.folder / "images.npy"), _Rows(task.folder / "labels.npy")
+    foreground = np.zeros(task.count, dtype=bool)
+    content = np.zeros(task.count, dtype=bool)
+    info, slabs = preprocess_slabs(data, task.config)
+    for slab in slabs:
+        n = len(slab.label)
+        images.write(task.start + slab.start, slab.image)
+        labels.write(task.start + slab.start, slab.label)
+        foreground[slab.start:slab.start + n] = slab.label.reshape(n, -1).any(axis=1)
+        content[slab.start:slab.start + n] = slab.content
+    return info, foreground, content
 
 
 def _write(tmp: Path, root: Path, cases: list[Case], counts: list[int], config: PreprocessConfig,
-           progress: bool) -> None:
+           progress: bool, jobs: int = 1) -> None:
     total, size = sum(counts), config.size
     channels = 1 if config.dataset == "lits" else 4
-    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.float16,
-                                       shape=(total, channels, size, size))
-    labels = np.lib.format.open_memmap(tmp / "labels.npy", mode="w+", dtype=np.uint8,
-                                       shape=(total, size, size))
+    for name, dtype, shape in (("images.npy", np.float16, (total, channels, size, size)),
+                               ("labels.npy", np.uint8, (total, size, size))):
+        created = np.lib.format.open_memmap(tmp / name, mode="w+", dtype=dtype, shape=shape)
+        del created  # the header and the (sparse) size only; the rows are written case by case
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
+    tasks = [_Task(case, int(start), count, config, tmp)
+             for case, start, count in zip(cases, starts, counts, strict=True)]
+    desc = f"prepare {config.dataset}" + (f" ({jobs} jobs)" if jobs > 1 else "")
+    with progress_bar(len(cases), desc, progress) as bar:
+        results = map_cases(_prepare_case, tasks, jobs, bar)
     table = np.zeros((total, 4), dtype=np.int32)
     meta_cases = []
-    start = 0
-    bar = tqdm(list(zip(cases, counts, strict=True)), desc=f"prepare {config.dataset}", unit="case",
-               disable=None if progress else True)
-    for k, (case, count) in enumerate(bar):
-        prepared = preprocess_case(read_case(case), config)
-        if prepared.image.shape[0] != count:
-            raise DataError(f"case {case.case_id}: {case.rel(next(iter(case.images.values())))}: "
-                            f"{prepared.image.shape[0]} slices read, header says {count}")
-        stop = start + count
-        images[start:stop] = prepared.image
-        labels[start:stop] = prepared.label
-        table[start:stop, 0] = k
-        table[start:stop, 1] = np.arange(count)
-        table[start:stop, 2] = prepared.label.reshape(count, -1).any(axis=1)
-        table[start:stop, 3] = prepared.content
-        meta_cases.append({"id": case.case_id, "group": case.group, "start": start, "count": count,
-                           **prepared.info})
-        start = stop
-    images.flush()
-    labels.flush()
-    del images, labels
+    for k, (task, (info, foreground, content)) in enumerate(zip(tasks, results, strict=True)):
+        rows = slice(task.start, task.start + task.count)
+        table[rows, 0] = k
+        table[rows, 1] = np.arange(task.count)
+        table[rows, 2] = foreground
+        table[rows, 3] = content
+        meta_cases.append({"id": task.case.case_id, "group": task.case.group, "start": task.start,
+                           "count": task.count, **info})
     np.save(tmp / "slices.npy", table)
     meta = {"version": CACHE_VERSION, "config": config.to_dict(), "root": str(root), "slices": total,
             "channels": channels, "size": size, "cases": meta_cases, "complete": True}

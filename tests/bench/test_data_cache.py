@@ -141,7 +141,7 @@ def test_bad_case_stops_prepare_with_its_message(tmp_path):
 
 def test_exception_mid_write_leaves_nothing_trusted(data_lits_root, tmp_path, monkeypatch):
     config = PreprocessConfig("lits", size=64)
-    real = cache_mod.preprocess_case
+    real = cache_mod.preprocess_slabs
     calls = []
 
     def failing(*args, **kwargs):
@@ -150,11 +150,11 @@ def test_exception_mid_write_leaves_nothing_trusted(data_lits_root, tmp_path, mo
             raise RuntimeError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cache_mod, "preprocess_case", failing)
+    monkeypatch.setattr(cache_mod, "preprocess_slabs", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         prepare_cache("lits", data_lits_root, tmp_path, config)
     assert list(tmp_path.iterdir()) == []  # temp folder removed, nothing published
-    monkeypatch.setattr(cache_mod, "preprocess_case", real)
+    monkeypatch.setattr(cache_mod, "preprocess_slabs", real)
     path = prepare_cache("lits", data_lits_root, tmp_path, config)
     assert len(open_cache(path)) == 48
 
@@ -164,13 +164,13 @@ def test_killed_writer_is_rebuilt_not_trusted(data_lits_root, tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         import bench.data.cache as c
-        real, calls = c.preprocess_case, []
+        real, calls = c.preprocess_slabs, []
         def killing(*args, **kwargs):
             calls.append(1)
             if len(calls) == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(*args, **kwargs)
-        c.preprocess_case = killing
+        c.preprocess_slabs = killing
         c.prepare_cache("lits", {str(data_lits_root)!r}, {str(tmp_path)!r},
                         c.PreprocessConfig("lits", size=64))
     """)
