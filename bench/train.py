@@ -10,10 +10,34 @@ Validation runs every ``val_every`` epochs on the validation slices: the score i
 over foreground classes of the pooled (global) Dice over all validation pixels. The best
 score's weights are saved as a state dict (``best.pt``) and re-loaded with
 ``weights_only=True``.
+
+Feeding, precision and speed (settings of :class:`TrainConfig`):
+
+- Batches come from :mod:`bench.loader`: the order depends on the seed and the epoch only, and
+  is the same with any number of ``workers`` and with the training set pre-loaded on the device
+  (``preload``), so those settings change the speed, never the loss history. On CUDA the loader
+  uses pinned memory and non-blocking copies; ``preload="auto"`` keeps the whole training set
+  on the GPU when it fits.
+- ``precision``: ``fp32``, or autocast to ``bf16`` or ``fp16`` (weights stay fp32; ``fp16``
+  with a ``GradScaler``, ``bf16`` without). On CUDA the default is ``bf16`` where the GPU has
+  it natively, else ``fp16``; on the CPU the default is ``fp32``, ``bf16`` autocast is
+  allowed, and ``fp16`` is refused (CPU fp16 kernels are slow or missing, and there is
+  nothing for a loss scaler to fix there). Validation runs in fp32.
+- On CUDA ``cudnn.benchmark`` is on while training (restored afterwards), AdamW is the fused
+  implementation, and the loss is brought to the host every :data:`LOSS_SYNC_STEPS` steps
+  instead of every step, so the CPU can queue work ahead of the GPU. A NaN/Inf loss is then
+  found up to that many steps late; :class:`TrainingDiverged` still names the step it
+  happened at. On the CPU the loss is checked at every step.
+- ``compile``: the training forward and loss go through ``torch.compile`` (on CUDA with
+  ``mode="reduce-overhead"``: CUDA graphs, which need the fixed batch shape the batch order
+  guarantees; on the CPU the default mode). Validation uses the eager model.
+- ``TrainResult.seconds`` and the ``minutes`` budget count everything from the start of the
+  run: pre-loading, starting the loader's workers and compiling included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -27,9 +51,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .environment import torch_threads
+from .errors import OptionError
+from .latency import PRECISIONS
+from .loader import PRELOAD, is_cuda, make_feed, make_loader, resolve_workers
 from .losses import DiceCELoss, deep_supervision_loss
 
 log = logging.getLogger(__name__)
+
+#: on CUDA the step losses are brought to the host (and checked) every this many steps
+LOSS_SYNC_STEPS = 32
 
 
 class TrainingDiverged(RuntimeError):
@@ -48,16 +78,25 @@ class TrainConfig:
         lr: peak AdamW learning rate. Defaults to 1e-3.
         weight_decay: AdamW weight decay. Defaults to 1e-4.
         val_every: validate every this many epochs. Defaults to 1.
-        seed: seeds Python, NumPy and torch, and the loader's shuffling. Defaults to 0.
+        seed: seeds Python, NumPy and torch, and the batch order. Defaults to 0.
         device: ``"cpu"`` or ``"cuda"``. Defaults to ``"cpu"``.
-        amp: bfloat16/float16 autocast on CUDA (ignored on CPU). Defaults to True.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; ``fp16`` with a loss scaler,
+            CUDA only). Defaults to None: ``bf16`` on CUDA (``fp16`` where the GPU lacks native
+            bf16), ``fp32`` on the CPU.
         channels_last: channels-last memory format for model and inputs, on CPU and CUDA (on
             CPU it makes grouped convolutions many times faster). Defaults to True.
+        workers: DataLoader processes reading the training and validation sets. Defaults to
+            None: 0 on the CPU, ``min(4, cores)`` on CUDA.
+        preload: ``"auto"`` (keep the training set on the GPU when it takes at most half its free
+            memory; never on the CPU), ``"always"`` (on any device, no size check) or
+            ``"never"``. Defaults to ``"auto"``.
+        compile: ``torch.compile`` the training forward and loss (CUDA graphs on CUDA); the
+            compile time counts in the training seconds. Defaults to False.
         threads: CPU threads for torch (None leaves torch's default). Defaults to None.
         progress: show a progress bar. Defaults to True.
 
-    Field metadata (``min``, ``exclusive``) states each setting's range; plans validate
-    against it (:mod:`studies.schema`).
+    Field metadata (``min``, ``exclusive``, ``choices``) states each setting's range; plans
+    validate against it (:mod:`studies.schema`).
     """
 
     epochs: int = field(default=10, metadata={"min": 1})
@@ -69,8 +108,13 @@ class TrainConfig:
     val_every: int = field(default=1, metadata={"min": 1})
     seed: int = 0
     device: str = "cpu"
-    amp: bool = True
+    precision: str | None = field(default=None, metadata={
+        "choices": tuple(PRECISIONS), "doc": "autocast precision; default bf16 on CUDA, fp32 on the CPU"})
     channels_last: bool = True
+    workers: int | None = field(default=None, metadata={
+        "min": 0, "doc": "loader processes; default 0 on the CPU, min(4, cores) on CUDA"})
+    preload: str = field(default="auto", metadata={"choices": PRELOAD})
+    compile: bool = False
     threads: int | None = field(default=None, metadata={"min": 1})
     progress: bool = True
 
@@ -80,7 +124,12 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a training run produced."""
+    """What a training run produced.
+
+    ``settings`` records what the run resolved its automatic settings to: ``precision``,
+    ``feed`` (``"loader"`` or ``"preloaded"``), ``workers``, ``pin_memory``, ``compile`` (the
+    ``torch.compile`` mode, or None), ``cudnn_benchmark``, and ``preloaded_mb`` when pre-loaded.
+    """
 
     best_score: float
     best_epoch: int
@@ -89,6 +138,7 @@ class TrainResult:
     seconds: float
     checkpoint: str
     history: list[dict] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -107,24 +157,146 @@ def lr_factor(step: int, total: int, warmup_share: float = 0.05, floor: float = 
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _native_bf16() -> bool:
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch before the including_emulation argument
+        return torch.cuda.is_bf16_supported()
+
+
+def resolve_precision(precision: str | None, device: str | torch.device) -> str:
+    """The training precision on ``device`` (see the module docstring); raises
+    :class:`bench.errors.OptionError` for one the device cannot train in."""
+    cuda = is_cuda(device)
+    if precision is None:
+        return ("bf16" if _native_bf16() else "fp16") if cuda else "fp32"
+    if precision not in PRECISIONS:
+        raise OptionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and not cuda:
+        raise OptionError(f"precision 'fp16' trains on CUDA only; on device {str(device)!r} use fp32 or bf16")
+    if precision == "bf16" and cuda and not _native_bf16():
+        raise OptionError(f"precision 'bf16': {torch.cuda.get_device_name(device)} has no native bfloat16; "
+                          "use fp16 or fp32")
+    return precision
+
+
+def compile_mode(device: str | torch.device) -> str:
+    """The ``torch.compile`` mode of ``compile=True``: CUDA graphs on CUDA, else the default."""
+    return "reduce-overhead" if is_cuda(device) else "default"
+
+
+class TrainStep:
+    """One optimizer step: forward (every deep-supervision head) and loss under autocast,
+    backward (scaled for fp16), optimizer step. Calling it returns the step's loss, detached,
+    on the device (not synchronised).
+
+    Args:
+        model: the network; its ``forward_heads`` is used when it has one.
+        criterion: the per-head loss.
+        optimizer: steps ``model``'s parameters.
+        precision: a key of :data:`bench.latency.PRECISIONS` (resolved: see
+            :func:`resolve_precision`).
+        device: where model and batches are.
+        compile: ``torch.compile`` forward and loss with :func:`compile_mode`. Defaults to False.
+    """
+
+    def __init__(self, model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, *,
+                 precision: str, device: str | torch.device, compile: bool = False) -> None:
+        dtype = PRECISIONS[precision]
+        device_type = torch.device(device).type
+        heads_fn = getattr(model, "forward_heads", None)
+
+        def forward_loss(image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+            ctx = torch.autocast(device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+            with ctx:
+                heads = heads_fn(image) if heads_fn else [model(image)]
+                return deep_supervision_loss(criterion, heads, label)
+
+        self.mode = compile_mode(device) if compile else None
+        self.forward_loss = (torch.compile(forward_loss, mode=self.mode, dynamic=False) if compile
+                             else forward_loss)
+        self.cuda_graphs = self.mode == "reduce-overhead"
+        self.optimizer = optimizer
+        self.scaler = torch.amp.GradScaler(device_type, enabled=precision == "fp16")
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        loss = self.forward_loss(image, label)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        # a copy: a CUDA graph's output is overwritten by its next replay
+        return loss.detach().clone() if self.cuda_graphs else loss.detach()
+
+
+class EpochLosses:
+    """The step losses of one epoch, kept on the device and read (and checked) every ``every``
+    steps and at :meth:`flush`; ``mean`` is the mean over the epoch's slices."""
+
+    def __init__(self, epoch: int, every: int, bar=None) -> None:
+        self.epoch, self.every, self.bar = epoch, every, bar
+        self.pending: list[tuple[int, torch.Tensor, int]] = []  # (step, loss on the device, batch size)
+        self.total, self.seen = 0.0, 0
+
+    def add(self, step: int, loss: torch.Tensor, n: int) -> None:
+        self.pending.append((step, loss, n))
+        if len(self.pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Read the pending losses; raise :class:`TrainingDiverged` at the first non-finite one."""
+        if not self.pending:
+            return
+        values = torch.stack([loss for _, loss, _ in self.pending]).float().cpu().tolist()
+        for (step, _, n), value in zip(self.pending, values, strict=True):
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"loss became {value} at step {step} (epoch {self.epoch})")
+            self.total += value * n
+            self.seen += n
+        self.pending.clear()
+        if self.bar is not None:
+            self.bar.set_postfix(epoch=self.epoch, loss=f"{values[-1]:.4f}")
+
+    @property
+    def mean(self) -> float:
+        return self.total / max(1, self.seen)
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(enabled: bool):
+    """``torch.backends.cudnn.benchmark = enabled`` for the block, restored afterwards."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 @torch.no_grad()
 def validation_dice(model: nn.Module, loader: DataLoader, num_classes: int, device: str) -> float:
     """Mean over foreground classes of the Dice pooled over all validation pixels.
 
-    A class absent from both prediction and reference in the whole set scores 1.
+    A class absent from both prediction and reference in the whole set scores 1. The pixel
+    counts are kept on ``device`` and read once at the end.
     """
     model.eval()
-    inter = torch.zeros(num_classes - 1, dtype=torch.float64)
-    total = torch.zeros(num_classes - 1, dtype=torch.float64)
+    non_blocking = is_cuda(device)
+    inter = torch.zeros(num_classes - 1, dtype=torch.int64, device=device)
+    total = torch.zeros(num_classes - 1, dtype=torch.int64, device=device)
     for image, label in loader:
-        image = image.to(device)
+        image = image.to(device, non_blocking=non_blocking)
+        label = label.to(device, non_blocking=non_blocking)
         if image.dim() == 4:
             image = image.to(memory_format=torch.channels_last)
-        pred = model(image).argmax(1).cpu()
+        pred = model(image).argmax(1)
         for c in range(1, num_classes):
             p, r = pred == c, label == c
             inter[c - 1] += (p & r).sum()
             total[c - 1] += p.sum() + r.sum()
+    inter, total = inter.cpu().double(), total.cpu().double()
     dice = torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total))
     return float(dice.mean())
 
@@ -141,41 +313,47 @@ def train(
 
     Saves the best weights (by validation Dice; the last ones without a validation set)
     to ``out_dir/best.pt`` and loads them back into ``model`` before returning.
-    Raises :class:`TrainingDiverged` on a NaN/Inf loss.
+    Raises :class:`TrainingDiverged` on a NaN/Inf loss, :class:`bench.errors.OptionError` for a
+    precision the device cannot train in.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with torch_threads(config.threads):
+    with torch_threads(config.threads), cudnn_benchmark(is_cuda(config.device) or
+                                                        torch.backends.cudnn.benchmark):
         return _train(model, train_set, val_set, num_classes, config, out_dir)
 
 
 def _train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, num_classes: int,
            config: TrainConfig, out_dir: Path) -> TrainResult:
     device = config.device
+    cuda = is_cuda(device)
+    precision = resolve_precision(config.precision, device)
     seed_everything(config.seed)
-    cuda = device.startswith("cuda")
+    start = time.perf_counter()
+    deadline = start + config.minutes * 60 if config.minutes else math.inf
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    gen = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=len(train_set)
-                        > config.batch_size, generator=gen, num_workers=0)
-    val_loader = (DataLoader(val_set, batch_size=config.batch_size * 2, shuffle=False)
+    workers = resolve_workers(config.workers, device)
+    feed = make_feed(train_set, batch_size=config.batch_size, seed=config.seed, device=device,
+                     workers=workers, preload=config.preload, channels_last=config.channels_last)
+    val_loader = (make_loader(val_set, workers=workers, pin_memory=cuda, batch_size=config.batch_size * 2,
+                              seed=config.seed)
                   if val_set is not None and len(val_set) else None)
-    steps_per_epoch = max(1, len(loader))
+    steps_per_epoch = max(1, len(feed))
     total_steps = config.steps or config.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=True if cuda else None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps))
-    criterion = DiceCELoss(num_classes)
-    amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
-    use_amp = cuda and config.amp
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    heads_fn = getattr(model, "forward_heads", None)
+    step_fn = TrainStep(model, DiceCELoss(num_classes), optimizer, precision=precision, device=device,
+                        compile=config.compile)
+    settings = {"precision": precision, **feed.settings, "compile": step_fn.mode,
+                "cudnn_benchmark": torch.backends.cudnn.benchmark if cuda else False}
+    log.info("training on %s: %s", device, settings)
+    sync_every = LOSS_SYNC_STEPS if cuda else 1
     ckpt = out_dir / "best.pt"
     best, best_epoch, step, history = -1.0, 0, 0, []
-    start = time.perf_counter()
-    deadline = start + config.minutes * 60 if config.minutes else math.inf
     bar = None
     if config.progress:
         from tqdm.auto import tqdm
@@ -185,30 +363,18 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, num_cl
     try:
         for epoch in range(1, epochs + 1):
             model.train()
-            running, seen = 0.0, 0
-            for image, label in loader:
+            losses = EpochLosses(epoch, sync_every, bar)
+            for image, label in feed.epoch(epoch):
                 if step >= total_steps or time.perf_counter() > deadline:
                     break
-                image, label = image.to(device), label.to(device)
-                if config.channels_last:
-                    image = image.to(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=amp_dtype, enabled=use_amp):
-                    heads = heads_fn(image) if heads_fn else [model(image)]
-                    loss = deep_supervision_loss(criterion, heads, label)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"loss became {loss.item()} at step {step} (epoch {epoch})")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                loss = step_fn(image, label)
                 scheduler.step()
+                losses.add(step, loss, len(image))
                 step += 1
-                running += loss.item() * len(image)
-                seen += len(image)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
-            record = {"epoch": epoch, "step": step, "loss": running / max(1, seen),
+            losses.flush()
+            record = {"epoch": epoch, "step": step, "loss": losses.mean,
                       "seconds": time.perf_counter() - start}
             last = step >= total_steps or time.perf_counter() > deadline
             if val_loader is not None and (epoch % config.val_every == 0 or last):
@@ -226,7 +392,9 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, num_cl
     finally:
         if bar is not None:
             bar.close()
+        feed.close()
+        val_loader = None
     seconds = time.perf_counter() - start
     model.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True))
     return TrainResult(best_score=best, best_epoch=best_epoch, epochs_run=len(history), steps_run=step,
-                       seconds=seconds, checkpoint=str(ckpt), history=history)
+                       seconds=seconds, checkpoint=str(ckpt), history=history, settings=settings)

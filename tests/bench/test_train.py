@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
 import models
+from bench.errors import OptionError
 from bench.losses import DiceCELoss
 from bench.train import TrainConfig, TrainingDiverged, lr_factor, train
+from studies.plan import PlanError, load_plan
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason="needs a CUDA GPU (none visible to torch here)")
 
 
 def _disks(n: int, size: int = 32, seed: int = 0) -> TensorDataset:
@@ -109,3 +118,165 @@ def test_training_threads_apply_to_the_run_only(tmp_path):
     with pytest.raises(TrainingDiverged):
         train(broken, _disks(4), None, 3, config, tmp_path / "nan")
     assert torch.get_num_threads() == before
+
+
+def _quick(tmp_path, epochs=3, device="cpu", **cfg):
+    """A small, fast run: LFU-Net width 4, 24 training and 8 validation disks, batch 8."""
+    torch.manual_seed(123)
+    model = models.create_model("lfunet", base_width=4, groups=4, prune_level=2)
+    config = TrainConfig(epochs=epochs, batch_size=8, lr=1e-2, progress=False, device=device, **cfg)
+    return train(model, _disks(24), _disks(8, seed=1), 3, config, tmp_path)
+
+
+def _losses(result):
+    return [h["loss"] for h in result.history]
+
+
+def test_cpu_defaults_resolve_to_fp32_and_the_loader_without_workers(tmp_path):
+    result = _quick(tmp_path, epochs=1)
+    assert result.settings == {"precision": "fp32", "feed": "loader", "workers": 0, "pin_memory": False,
+                               "compile": None, "cudnn_benchmark": False}
+
+
+def test_workers_and_preloading_change_nothing_but_the_speed(tmp_path):
+    """Same seed: the same loss history and score through the loader with no workers, with two
+    (persistent) workers, and from a pre-loaded training set (forced onto the CPU)."""
+    plain = _quick(tmp_path / "plain")
+    forked = _quick(tmp_path / "workers", workers=2)
+    preloaded = _quick(tmp_path / "preload", preload="always")
+    assert forked.settings["workers"] == 2 and preloaded.settings["feed"] == "preloaded"
+    assert _losses(plain) == _losses(forked) == _losses(preloaded)
+    assert plain.best_score == forked.best_score == preloaded.best_score
+
+
+def test_precision_on_the_cpu_is_fp32_or_bf16(tmp_path):
+    with pytest.raises(OptionError, match="precision 'fp16' trains on CUDA only; on device 'cpu' use fp32"):
+        _quick(tmp_path, epochs=1, precision="fp16")
+    result = _quick(tmp_path, epochs=1, precision="bf16")
+    assert result.settings["precision"] == "bf16" and all(map(math.isfinite, _losses(result)))
+    with pytest.raises(OptionError, match="precision must be one of fp32, fp16, bf16, got 'fp8'"):
+        _quick(tmp_path, epochs=1, precision="fp8")
+
+
+PLAN = """
+name = "t"
+seeds = [0]
+[train]
+{train}
+[[datasets]]
+name = "lits"
+kind = "phantom-lits"
+cases = 4
+[[models]]
+name = "lfunet"
+"""
+
+
+def test_the_new_settings_are_plan_settings_validated_by_the_schema(tmp_path):
+    path = tmp_path / "plan.toml"
+    bad = 'precision = "fp8"\npreload = "sometimes"\nworkers = -1\ncompile = "yes"'
+    path.write_text(PLAN.format(train=bad))
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    text = str(info.value)
+    assert text.startswith("4 problem(s) in plan:")
+    assert "[train]: precision 'fp8' is not one of fp32, fp16, bf16" in text
+    assert "[train]: preload 'sometimes' is not one of auto, always, never" in text
+    assert "[train]: workers must be >= 0, got -1" in text
+    assert "[train]: compile must be true or false, got 'yes'" in text
+    path.write_text(PLAN.format(train='precision = "bf16"\npreload = "never"\nworkers = 2\ncompile = true'))
+    t = load_plan(path).train
+    assert (t.precision, t.preload, t.workers, t.compile) == ("bf16", "never", 2, True)
+    path.write_text(PLAN.format(train="epochs = 1"))
+    plan = load_plan(path)
+    assert (plan.train.precision, plan.train.preload, plan.train.workers, plan.train.compile) == (
+        None, "auto", None, False)
+    assert plan.to_dict()["train"]["preload"] == "auto" and "precision" not in plan.to_dict()["train"]
+
+
+def test_compile_goes_through_torch_compile_without_cuda_graphs_on_the_cpu(tmp_path, monkeypatch):
+    """The wiring, with ``torch.compile`` replaced by a spy that returns the function itself."""
+    calls = []
+
+    def spy(fn, **kwargs):
+        calls.append(kwargs)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", spy)
+    eager = _quick(tmp_path / "eager", epochs=1)
+    compiled = _quick(tmp_path / "compiled", epochs=1, compile=True)
+    assert calls == [{"mode": "default", "dynamic": False}]
+    assert compiled.settings["compile"] == "default" and _losses(compiled) == _losses(eager)
+
+
+COMPILE_RUN = """
+import math, torch, models
+from torch.utils.data import TensorDataset
+from bench.train import TrainConfig, train
+torch.manual_seed(0)
+data = TensorDataset(torch.rand(8, 3, 32, 32), torch.randint(0, 3, (8, 32, 32)))
+model = models.create_model("unet", base_width=4)
+config = TrainConfig(steps=2, batch_size=4, compile=True, progress=False)
+result = train(model, data, None, 3, config, {out!r})
+assert result.steps_run == 2 and math.isfinite(result.history[-1]["loss"]), result
+print("compiled", result.settings["compile"])
+"""
+
+
+def test_compile_really_trains_on_the_cpu_when_it_compiles_in_time(tmp_path):
+    """Two real compiled steps in a fresh process, given 30 s: with a cold inductor cache the
+    CPU compilation of the C++ kernels alone can take about a minute on 2 cores."""
+    if not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
+        pytest.skip("torch.compile on the CPU needs a C++ compiler; none on PATH")
+    code = textwrap.dedent(COMPILE_RUN.format(out=str(tmp_path)))
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.skip("torch.compile of a 2-step CPU run took over 30 s here (cold inductor cache); "
+                    "not waited for")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("compiled default")
+
+
+@CUDA
+def test_cuda_defaults_preload_autocast_and_benchmark_cudnn(tmp_path):
+    before = torch.backends.cudnn.benchmark
+    result = _quick(tmp_path, device="cuda")
+    s = result.settings
+    assert s["precision"] in ("bf16", "fp16") and s["feed"] == "preloaded" and s["cudnn_benchmark"] is True
+    assert torch.backends.cudnn.benchmark == before  # restored
+    assert all(map(math.isfinite, _losses(result))) and result.best_score > 0
+
+
+@CUDA
+def test_cuda_loader_and_preloaded_set_train_alike(tmp_path):
+    """Same batches in the same order; cuDNN's kernel choice leaves only rounding differences."""
+    pre = _quick(tmp_path / "pre", device="cuda", precision="fp32", preload="always")
+    read = _quick(tmp_path / "read", device="cuda", precision="fp32", preload="never", workers=2)
+    assert read.settings["feed"] == "loader" and read.settings["pin_memory"] is True
+    assert _losses(pre) == pytest.approx(_losses(read), rel=1e-3)
+
+
+@CUDA
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "fp32"])
+def test_cuda_precisions_train(tmp_path, precision):
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
+    result = _quick(tmp_path, epochs=1, device="cuda", precision=precision)
+    assert result.settings["precision"] == precision and all(map(math.isfinite, _losses(result)))
+
+
+@CUDA
+def test_cuda_compile_uses_cuda_graphs(tmp_path):
+    result = _quick(tmp_path, epochs=2, device="cuda", compile=True)
+    assert result.settings["compile"] == "reduce-overhead" and all(map(math.isfinite, _losses(result)))
+
+
+@CUDA
+def test_cuda_nan_is_reported_at_its_step_although_read_late(tmp_path):
+    model = models.create_model("unet", base_width=4)
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 0"):
+        train(model, _disks(8), None, 3, TrainConfig(epochs=1, batch_size=2, device="cuda", progress=False),
+              tmp_path)
