@@ -17,8 +17,8 @@ Memory is bounded by the case, not by the network's output: a case is predicted 
 at a time, straight from the cache's memory-mapped slices, and each batch's probabilities are
 turned into labels (resized and arg-maxed, or arg-maxed and pasted) into one preallocated
 ``uint8`` volume on the original grid, then dropped. Besides that volume and the reference label
-(read alone, in its stored dtype, not with the image), evaluation holds a batch of inputs and a
-batch of probabilities at a time; the peak beyond that is the metrics' own.
+(read alone, slab by slab, without the image), evaluation holds a batch of inputs and a batch of
+probabilities at a time; the peak beyond that is the metrics' own.
 
 While case k+1 is being predicted, case k's reference is read and its metrics computed in one
 background thread (numpy and scipy release the GIL in their heavy parts); cases are scored in
@@ -35,10 +35,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from .data import Case, DataError, SliceCache, find_cases, map_labels
-from .data.nifti import ReadFailure, load_image, read_data
+from .data import Case, DataError, SliceCache, find_cases
+from .data.nifti import ReadFailure, load_image
+from .data.parallel import progress_bar
+from .data.reader import _read_label
 from .datasets import DATASETS
 from .errors import OptionError
 from .latency import PRECISIONS
@@ -135,18 +136,17 @@ def predict_labels(model: nn.Module, cache: SliceCache, case_id: str, *, batch_s
 def read_reference(case: Case) -> np.ndarray:
     """The reference label map of ``case``, ``(Z, Y, X)`` ``uint8`` internal labels, canonical order.
 
-    Reads the label file alone (:func:`bench.data.read_case` also reads every image channel as
-    ``float32``), kept in its stored dtype until the labels are mapped (:func:`bench.data.map_labels`);
-    float files are rounded first, as :func:`~bench.data.read_case` does. The case was checked when
-    its cache was prepared; a file that cannot be read now raises :class:`~bench.data.DataError`.
+    Reads, checks and maps the label file alone, slab by slab, as :func:`bench.data.read_case` does
+    (which would also read every image channel). Raise :class:`~bench.data.DataError` naming the
+    case and file when it cannot be read or holds values it should not.
     """
     try:
-        label = read_data(load_image(case.label), raw=True)
-        if label.dtype.kind == "f":
-            np.rint(label, out=label)
-        return map_labels(label, case.label_convention)
-    except (ReadFailure, ValueError) as err:
-        raise DataError(f"case {case.case_id}: {case.rel(case.label)}: {err}") from err
+        label, problem = _read_label(load_image(case.label), case.label_convention)
+    except ReadFailure as err:
+        problem = str(err)
+    if problem:
+        raise DataError(f"case {case.case_id}: {case.rel(case.label)}: {problem}")
+    return label
 
 
 def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, metrics=("dice", "hd95"),
@@ -186,8 +186,7 @@ def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, 
     def score(cid: str, pred: np.ndarray) -> None:
         acc(pred, read_reference(cases[cid]), case=cid, spacing=tuple(cache.cases[cid]["spacing"]))
 
-    bar = tqdm(total=len(case_ids), desc=f"evaluate {dataset}", unit="case", leave=False,
-               disable=None if progress else True)  # None: off when the output is not a terminal
+    bar = progress_bar(len(case_ids), f"evaluate {dataset}", progress, leave=False)
     pending: Future | None = None
     with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfubench-metrics") as worker:
         for cid in case_ids:

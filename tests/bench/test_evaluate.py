@@ -605,15 +605,15 @@ class _Terminal(io.StringIO):
 def test_progress_bar_over_cases(phantom_lits, monkeypatch, progress):
     _, cache, _ = phantom_lits
     bars = []
+    real_bar = bench.evaluate.progress_bar
 
-    class Recorded(bench.evaluate.tqdm):
-        def __init__(self, *args, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
-            bars.append(self)
+    def recorded(*args, **kwargs):
+        bars.append(real_bar(*args, **kwargs))
+        return bars[-1]
 
     err = _Terminal()
     monkeypatch.setattr(sys, "stderr", err)
-    monkeypatch.setattr(bench.evaluate, "tqdm", Recorded)
+    monkeypatch.setattr(bench.evaluate, "progress_bar", recorded)
     evaluate_cases(random_net(cache.in_channels, 3), cache, cache.case_ids, progress=progress)
     (bar,) = bars
     assert bar.total == 3
