@@ -11,9 +11,10 @@ whether the set is pre-loaded, or on how far an earlier epoch got.
 memory format when asked):
 
 - :class:`LoaderFeed` reads through a ``DataLoader``: ``workers`` processes (``None``: 0 on the
-  CPU, ``min(4, cores)`` on CUDA), persistent across epochs and forked on Linux (the dataset may
-  hold memory maps that must be shared, not pickled); on CUDA pinned host memory, and each
-  batch copied with ``non_blocking`` on a side stream while the previous one is computed.
+  CPU, ``min(4, cores)`` on CUDA), forked on Linux (the dataset may hold memory maps that must
+  be shared, not pickled) and kept from one epoch to the next, which they read ahead into
+  without a pause; on CUDA pinned host memory, and each batch copied with ``non_blocking`` on a
+  side stream while the previous one is computed.
 - :class:`PreloadedFeed` reads the whole training set once (:func:`load_all`) into device tensors,
   images as float16 and labels as uint8 where that is exact (else in the dataset's dtypes), and
   gathers each batch by index on the device, converted back to the dataset's dtypes: the values
@@ -27,6 +28,7 @@ activations, optimizer state and workspaces), never on the CPU.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -78,11 +80,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 class ShuffledBatches(Sampler[list[int]]):
-    """The batches of one epoch in the documented order; :meth:`set_epoch` picks the epoch.
-
-    A batch sampler for ``DataLoader(batch_sampler=...)``; iterated in the main process, so
-    setting the epoch before ``iter(loader)`` holds with persistent workers too.
-    """
+    """The batches of one epoch in the documented order; :meth:`set_epoch` picks the epoch."""
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
         if batch_size < 1:
@@ -103,13 +101,31 @@ class ShuffledBatches(Sampler[list[int]]):
         size = self.batch_size if self.drop_last else self.n
         return [(k * size, (k + 1) * size) for k in range(len(self))]
 
-    def order(self) -> np.ndarray:
-        return epoch_order(self.n, self.seed, self.epoch)
+    def order(self, epoch: int | None = None) -> np.ndarray:
+        return epoch_order(self.n, self.seed, self.epoch if epoch is None else epoch)
+
+    def of_epoch(self, epoch: int) -> list[list[int]]:
+        order = self.order(epoch)
+        return [order[start:stop].tolist() for start, stop in self.bounds()]
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = self.order()
-        for start, stop in self.bounds():
-            yield order[start:stop].tolist()
+        return iter(self.of_epoch(self.epoch))
+
+
+class EpochStream(Sampler[list[int]]):
+    """The batches of epoch ``start``, then of ``start + 1``, ... without end: a batch sampler
+    that lets the loader's workers read the next epoch's first batches while this one ends."""
+
+    def __init__(self, batches: ShuffledBatches, start: int = 1) -> None:
+        self.batches, self.start = batches, start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if len(self.batches) == 0:
+            return
+        epoch = self.start
+        while True:
+            yield from self.batches.of_epoch(epoch)
+            epoch += 1
 
 
 def make_loader(dataset: Dataset, *, workers: int, pin_memory: bool, batch_sampler: Sampler | None = None,
@@ -176,7 +192,12 @@ def cuda_prefetch(batches: Iterable[Batch], device: str | torch.device,
 
 
 class LoaderFeed:
-    """Batches read through a ``DataLoader`` (see the module docstring)."""
+    """Batches read through a ``DataLoader`` (see the module docstring).
+
+    One loader iterator runs through the epochs one after another (:class:`EpochStream`), so
+    there is no pause at an epoch's start; asking for an epoch out of turn, or after leaving the
+    previous one early, restarts it at that epoch.
+    """
 
     kind = "loader"
 
@@ -185,27 +206,35 @@ class LoaderFeed:
         self.batches, self.device, self.channels_last = batches, device, channels_last
         self.cuda = is_cuda(device)
         self.workers = workers
-        self.loader = make_loader(dataset, workers=workers, pin_memory=self.cuda, batch_sampler=batches,
+        self.stream = EpochStream(batches)
+        self.loader = make_loader(dataset, workers=workers, pin_memory=self.cuda, batch_sampler=self.stream,
                                   seed=batches.seed)
+        self._iterator = None
+        self._next_epoch = None  # the epoch the iterator stands at, when at an epoch's start
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        self.batches.set_epoch(epoch)
+        if self._iterator is None or self._next_epoch != epoch:
+            self.stream.start = epoch
+            self._iterator = iter(self.loader)
+        self._next_epoch = None
+        batches = itertools.islice(self._iterator, len(self.batches))
         if self.cuda:
-            yield from cuda_prefetch(self.loader, self.device, self.channels_last)
+            yield from cuda_prefetch(batches, self.device, self.channels_last)
         else:
-            for image, label in self.loader:
+            for image, label in batches:
                 yield to_device(image, label, self.device, self.channels_last)
+        self._next_epoch = epoch + 1
 
     @property
     def settings(self) -> dict:
         return {"feed": self.kind, "workers": self.workers, "pin_memory": self.cuda}
 
     def close(self) -> None:
-        """Let the persistent workers go (they end with the loader's last reference)."""
-        self.loader = None
+        """Let the workers go (they end with the loader's last reference)."""
+        self._iterator = self.loader = None
 
 
 class _Column:
@@ -327,8 +356,7 @@ class PreloadedFeed:
         return len(self.batches)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        self.batches.set_epoch(epoch)
-        order = torch.from_numpy(self.batches.order()).to(self.store.device)
+        order = torch.from_numpy(self.batches.order(epoch)).to(self.store.device)
         for start, stop in self.batches.bounds():
             image, label = self.store.take(order[start:stop])
             if self.channels_last and image.dim() == 4:

@@ -83,7 +83,8 @@ def test_loader_with_workers_gives_the_batches_of_the_loader_without():
     forked = LoaderFeed(data, ShuffledBatches(21, 4, seed=1), "cpu", 2, channels_last=False)
     try:
         next(iter(forked.epoch(1)))  # an epoch left after one batch
-        assert _same(_epochs(plain), _epochs(forked))
+        assert _same(_epochs(plain), _epochs(forked))  # epochs 1, 2, 3 in turn: one loader iterator
+        assert _same(_epochs(plain, [6, 5]), _epochs(forked, [6, 5]))  # out of turn: restarted
         assert plain.settings == {"feed": "loader", "workers": 0, "pin_memory": False}
     finally:
         forked.close()
