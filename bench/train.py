@@ -197,7 +197,8 @@ class TrainStep:
         precision: a key of :data:`bench.latency.PRECISIONS` (resolved: see
             :func:`resolve_precision`).
         device: where model and batches are.
-        compile: ``torch.compile`` forward and loss with :func:`compile_mode`. Defaults to False.
+        compile: ``torch.compile`` forward and loss with :func:`compile_mode` (clearing
+            ``torch.compile``'s caches first: ``torch.compiler.reset()``). Defaults to False.
     """
 
     def __init__(self, model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, *,
@@ -213,6 +214,10 @@ class TrainStep:
                 return deep_supervision_loss(criterion, heads, label)
 
         self.mode = compile_mode(device) if compile else None
+        if compile:
+            # one compiled function serves every model trained in this process: start afresh, or
+            # after a few models torch.compile would reach its recompile limit and run eagerly
+            torch.compiler.reset()
         self.forward_loss = (torch.compile(forward_loss, mode=self.mode, dynamic=False) if compile
                              else forward_loss)
         self.cuda_graphs = self.mode == "reduce-overhead"
