@@ -47,6 +47,16 @@ def test_repeatability_tiny_run():
     assert "| run |" in proc.stdout.replace("  ", "") and "relative difference" in proc.stdout
 
 
+def test_train_throughput_tiny_cpu_run():
+    proc = _run(BENCHMARKS / "train_throughput.py", "--device", "cpu", "--input", "64", "--steps", "2",
+                "--models", "lfunet:8", "--batch", "4", "--cases", "1", "--no-compile", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Training images/s on cpu: 64 cached LiTS phantom slices of 3x64x64, fp32")
+    table = proc.stdout.replace(" ", "")
+    assert "|model|batch|compile|loader_img_s|preloaded_img_s|loader/preloaded|warmup_s|" in table
+    assert "|lfunetw8|4|no|" in table
+
+
 def test_a_bad_input_is_a_usage_error():
     proc = _run(BENCHMARKS / "repeatability.py", "--input", "3x30x32")
     assert proc.returncode == 2
