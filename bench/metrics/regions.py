@@ -38,6 +38,9 @@ def _labels(name: str, labels) -> np.ndarray:
     return arr
 
 
+_SLAB = 1 << 22  # voxels counted at once (32 MiB of int64)
+
+
 def _check_values(name: str, arr: np.ndarray, allowed: tuple[int, ...]) -> set[int]:
     """The labels present in ``arr`` (O(N), no sort), refusing any outside ``allowed``."""
     if arr.size == 0:
@@ -45,7 +48,11 @@ def _check_values(name: str, arr: np.ndarray, allowed: tuple[int, ...]) -> set[i
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi > max(allowed):
         raise MetricInputError(f"{name} has label {lo if lo < 0 else hi}, expected only labels {allowed}")
-    present = {int(v) for v in np.flatnonzero(np.bincount(arr.ravel(), minlength=hi + 1))}
+    counts = np.zeros(hi + 1, dtype=np.int64)
+    flat = arr.reshape(-1)
+    for start in range(0, flat.size, _SLAB):  # bincount copies to 8-byte ints: a slab at a time
+        counts += np.bincount(flat[start:start + _SLAB], minlength=hi + 1)
+    present = {int(v) for v in np.flatnonzero(counts)}
     bad = sorted(present - set(allowed))
     if bad:
         raise MetricInputError(f"{name} has label {bad[0]}, expected only labels {allowed}")
