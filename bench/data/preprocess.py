@@ -158,7 +158,7 @@ def _lits_slabs(data: CaseData, cfg: PreprocessConfig, slab: int) -> Iterator[Sl
         part = ct[z0:z0 + slab]
         image = np.clip(resize_slices(window(part, lo, hi), cfg.size), 0, 1)
         label = resize_slices(data.label[z0:z0 + slab], cfg.size, labels=True)
-        content = (part > -500).mean(axis=(1, 2)) > 0.01
+        content = np.count_nonzero(part > -500, axis=(1, 2)) / (part.shape[1] * part.shape[2]) > 0.01
         yield Slab(z0, image[:, None].astype(np.float16), label.astype(np.uint8), content)
 
 

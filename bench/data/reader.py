@@ -75,6 +75,8 @@ def inspect_case(case: Case) -> tuple[CaseData | None, list[Problem]]:
     arrays: dict[str, np.ndarray] = {}
     ref: tuple[str, nib.Nifti1Image] | None = None
     spacing = None
+    stack = None  # the (C, Z, Y, X) image, read into channel by channel
+    channel = {name: c for c, name in enumerate(case.images)}
     for role, path in case.files():
         name = case.rel(path)
 
@@ -93,7 +95,10 @@ def inspect_case(case: Case) -> tuple[CaseData | None, list[Problem]]:
             if role == "label":
                 data, message = _read_label(img, case.label_convention)
             else:
-                data, message = _read_image(img)
+                if stack is None:
+                    stack = np.empty((len(case.images), *canonical_shape(img)), dtype=_common_dtype(case))
+                fits = stack.shape[1:] == canonical_shape(img)
+                data, message = _read_image(img, stack[channel[role]] if fits else None)
         except ReadFailure as err:
             report(str(err))
             continue
@@ -110,14 +115,8 @@ def inspect_case(case: Case) -> tuple[CaseData | None, list[Problem]]:
         arrays[role] = data
     if problems:
         return None, problems
-    label = arrays.pop("label")
-    if len(arrays) == 1:
-        image = next(iter(arrays.values()))[None]
-    else:
-        image = np.empty((len(arrays), *label.shape), dtype=np.result_type(*arrays.values()))
-        for c, channel in enumerate(case.images):
-            image[c] = arrays.pop(channel)
-    return CaseData(case.case_id, case.dataset, image, label, spacing, tuple(case.images), case.group), []
+    return CaseData(case.case_id, case.dataset, stack, arrays["label"], spacing, tuple(case.images),
+                    case.group), []
 
 
 def read_case(case: Case) -> CaseData:
@@ -153,10 +152,23 @@ def _zooms(img) -> str:
     return "x".join(f"{z:.4g}" for z in img.header.get_zooms()[:3])
 
 
-def _read_image(img) -> tuple[np.ndarray, str | None]:
-    """The canonical image (dtype of :func:`~bench.data.nifti.read_dtype`) and what is wrong with it
-    (NaN/Inf voxels, all zeros), checked slab by slab."""
-    out = np.empty(canonical_shape(img), dtype=read_dtype(img))
+def _common_dtype(case: Case) -> np.dtype:
+    """The dtype of the case's image: the channels' :func:`~bench.data.nifti.read_dtype` in common
+    (channels whose header cannot be read are left out; they are reported when read)."""
+    dtypes = []
+    for path in case.images.values():
+        try:
+            dtypes.append(read_dtype(load_image(path)))
+        except (ReadFailure, OSError):
+            continue
+    return np.result_type(*dtypes) if dtypes else np.dtype(np.float32)
+
+
+def _read_image(img, out: np.ndarray | None = None) -> tuple[np.ndarray, str | None]:
+    """The canonical image (into ``out``, else a new array of :func:`~bench.data.nifti.read_dtype`)
+    and what is wrong with it (NaN/Inf voxels, all zeros), checked slab by slab."""
+    if out is None:
+        out = np.empty(canonical_shape(img), dtype=read_dtype(img))
     bad, nonzero = 0, False
     for z0, block in canonical_blocks(img):
         slab = out[z0:z0 + len(block)]
