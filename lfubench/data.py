@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ph.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=None,
                     help="write .nii.gz (default: as the real layout: .nii for LiTS and BraTS 2020)")
     ph.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty folder")
+    _add_jobs(ph)
     ph.set_defaults(func=run_phantom)
 
     ve = data_sub.add_parser("verify", help="check every case; list every problem; exit non-zero on any",
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ve.add_argument("root", type=Path, help="the dataset folder")
     ve.add_argument("--format", choices=("text", "csv", "json"), default="text",
                     help="text: one line per problem (default); csv/json: case, file, problem rows")
+    _add_jobs(ve)
     ve.set_defaults(func=run_verify)
 
     pr = data_sub.add_parser("prepare", help="preprocess into the memory-mapped slice cache and write splits",
@@ -65,7 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--test-fraction", type=float, default=0.2, help="share of cases held out (default 0.2)")
     pr.add_argument("--folds", type=int, default=5, help="cross-validation folds over the rest (default 5)")
     pr.add_argument("--force", action="store_true", help="rebuild even if a complete cache exists")
+    _add_jobs(pr)
     pr.set_defaults(func=run_prepare)
+
+
+def _add_jobs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="worker processes, one case each (default: the machine's cores, as many as "
+                        "the available memory holds; the output is the same for any N)")
 
 
 def run_phantom(args: argparse.Namespace) -> int:
@@ -76,7 +85,7 @@ def run_phantom(args: argparse.Namespace) -> int:
         raise LfubenchError(f"{args.out} is not empty; choose a new folder or pass --overwrite")
     start = time.perf_counter()
     paths = write_phantom(args.dataset, args.out, args.cases, shape=shape, seed=args.seed, layout=args.layout,
-                          gzip=args.gzip, progress=True)
+                          gzip=args.gzip, progress=True, jobs=args.jobs)
     print(f"wrote {args.cases} {args.dataset} phantom case(s), {len(paths)} files, to {args.out} "
           f"in {time.perf_counter() - start:.1f} s")
     return 0
@@ -85,7 +94,7 @@ def run_phantom(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from bench.data import verify_dataset
 
-    cases, problems = verify_dataset(args.dataset, args.root, progress=True)
+    cases, problems = verify_dataset(args.dataset, args.root, progress=True, jobs=args.jobs)
     if args.format == "text":
         for problem in problems:
             print(problem)
@@ -110,7 +119,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     config = PreprocessConfig(args.dataset, size=args.size, context=args.context)  # options checked first
     splits = make_splits([c.case_id for c in cases], seed=args.seed, test_fraction=args.test_fraction,
                          folds=args.folds, groups={c.case_id: c.group for c in cases})
-    path = prepare_cache(args.dataset, args.root, args.out, config, force=args.force, progress=True)
+    path = prepare_cache(args.dataset, args.root, args.out, config, force=args.force, progress=True,
+                         jobs=args.jobs)
     cache = open_cache(path)
     split_path = write_splits(path, splits)
     print(f"cache: {path}")

@@ -91,6 +91,7 @@ def test_every_fault_reported_at_once(data_lits):
     for plant, _ in LITS_FAULTS.values():
         plant(data_lits)
     cases, problems = verify_dataset("lits", data_lits)
+    assert verify_dataset("lits", data_lits, jobs=2) == (cases, problems)  # the same in worker processes
     assert len(cases) == 12
     assert sorted({p.case for p in problems}, key=int) == list(LITS_FAULTS)  # case 0 stays clean
     assert len(problems) == len(LITS_FAULTS)
