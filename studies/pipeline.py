@@ -79,6 +79,12 @@ class CacheSlices(Dataset):
         x, y = self.cache[int(self.indices[i])]
         return torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
 
+    def __getitems__(self, items):
+        """A whole batch in one read of the cache (the DataLoader's batched fetch)."""
+        x, y = self.cache.read_batch(self.indices[np.asarray(items, dtype=np.int64)])
+        return [(torch.from_numpy(a), torch.from_numpy(b.astype(np.int64)))
+                for a, b in zip(x, y, strict=True)]
+
 
 def dataset_root(spec: DatasetSpec, run_dir: Path) -> Path:
     """The dataset folder: the plan's root, or phantoms generated once under ``run_dir/data``.
@@ -192,7 +198,8 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True)
             net.to(memory_format=torch.channels_last)
         with torch_threads(config.threads):
             rows = evaluate_cases(net, cache, splits["test"], empty=dspec.empty, device=device,
-                                  channels_last=config.channels_last)
+                                  channels_last=config.channels_last, precision=result.settings["precision"],
+                                  progress=progress)
         key = {"item": item.id, "model": spec.name, "label": spec.label, "dataset": dspec.name,
                "seed": item.seed, "level": level if level is not None else 0}
         metrics += [row(RESULT_COLUMNS, **key, **r) for r in rows]
@@ -212,7 +219,7 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True)
     value = float(np.mean([r["value"] for r in top_rows])) if top_rows else float("nan")
     train_info = {"best_val_dice": result.best_score, "best_epoch": result.best_epoch,
                   "epochs": result.epochs_run, "steps": result.steps_run, "seconds": result.seconds,
-                  "config": config.to_dict(), "history": result.history}
+                  "config": config.to_dict(), "settings": result.settings, "history": result.history}
     (out / "train.json").write_text(json.dumps(train_info, indent=1))
     return {"value": value, "metrics": metrics, "efficiency": efficiency, "train": train_info,
             "checkpoint": str(result.checkpoint), "env": environment_record(device),

@@ -225,6 +225,9 @@ def load_plan(path: str | Path, base_dir: str | Path | None = None, overrides: S
 
     train = train_section(raw.get("train", {}), where, problems)
     measure = read_section(MeasureSpec, raw.get("measure", {}), f"{where}: [measure]", problems)
+    if train and measure and measure.device == "cpu" and train.precision == "fp16":
+        problems.append(f"{where}: [train]: precision 'fp16' needs CUDA, and [measure].device is 'cpu' "
+                        "(use fp32 or bf16 on the CPU)")
 
     datasets: list[DatasetSpec] = []
     raw_datasets = raw.get("datasets", [])

@@ -45,6 +45,11 @@ PIPELINE_SET = {
     "progress": "progress bars are a command-line switch (lfubench bench --no-progress)",
 }
 
+#: [train] keys of earlier versions, and what replaced them
+RETIRED = {
+    "amp": "replaced by precision = \"fp32\" | \"bf16\" | \"fp16\" (default: bf16 on CUDA, fp32 on the CPU)",
+}
+
 
 @dataclass
 class MeasureSpec:
@@ -260,5 +265,5 @@ TRAIN_SKIP = tuple(PIPELINE_SET)
 
 def train_section(raw, where: str, problems: list[str]) -> TrainConfig | None:
     """``[train]`` read into a :class:`bench.train.TrainConfig` (pipeline-set fields rejected)."""
-    return read_section(TrainConfig, raw, f"{where}: [train]", problems, rejected=PIPELINE_SET,
+    return read_section(TrainConfig, raw, f"{where}: [train]", problems, rejected={**PIPELINE_SET, **RETIRED},
                         skip=TRAIN_SKIP)

@@ -41,6 +41,7 @@ def test_paper_plan_validates_and_one_short_item_runs(roots, tmp_path, name):
                                              "unet3p_huang2020"}
     out = tmp_path / "run"
     short = [f"datasets.{name}.root={roots[name]}", "seeds=[0]", "train.steps=2", "train.batch_size=4",
+             "train.precision=fp32",
              "measure.device=cpu", "measure.batch_sizes=[1]", 'measure.precision=["fp32"]',
              "measure.iterations=5", "measure.warmup=3", "models.LFU-Net w8.levels=[4]"]
     code = main(["bench", str(plan_file), "--out", str(out), "--no-progress", "--no-report",

@@ -101,7 +101,7 @@ def test_types_and_ranges_are_validated_up_front(tmp_path):
 
 
 def test_keys_the_pipeline_sets_are_rejected_with_where_they_belong(tmp_path):
-    bad = GOOD.replace("epochs = 2", 'epochs = 2\ndevice = "cuda"\nseed = 3')
+    bad = GOOD.replace("epochs = 2", 'epochs = 2\ndevice = "cuda"\nseed = 3\namp = true\nprecision = "fp16"')
     bad = bad.replace("base_width = 8", "base_width = 8\nin_channels = 1")
     with pytest.raises(PlanError) as info:
         load_plan(_write(tmp_path, bad))
@@ -109,6 +109,10 @@ def test_keys_the_pipeline_sets_are_rejected_with_where_they_belong(tmp_path):
     assert "[train]: key 'device' is not a plan setting here: set [measure].device" in text
     assert "[train]: key 'seed' is not a plan setting here: list the seeds at the top level" in text
     assert "models[1]: key 'in_channels' is not a plan setting here: the dataset sets it" in text
+    assert "[train]: key 'amp' is not a plan setting here: replaced by precision" in text
+    assert "[train]: precision 'fp16' needs CUDA, and [measure].device is 'cpu'" not in text  # train unread
+    with pytest.raises(PlanError, match=r"precision 'fp16' needs CUDA, and \[measure\].device is 'cpu'"):
+        load_plan(_write(tmp_path, GOOD.replace("epochs = 2", 'epochs = 2\nprecision = "fp16"')))
 
 
 def test_defaults_come_from_the_schema_and_the_dataset_table(tmp_path):
