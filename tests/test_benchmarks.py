@@ -57,6 +57,14 @@ def test_train_throughput_tiny_cpu_run():
     assert "|lfunetw8|4|no|" in table
 
 
+@pytest.mark.slow
+def test_data_scale_tiny_run():
+    proc = _run(BENCHMARKS / "data_scale.py", "--shape", "32x32x8", "--cases", "2", "--size", "32")
+    assert proc.returncode == 0, proc.stderr
+    assert "| step" in proc.stdout and "speed-up of 2 jobs over 1 on 2 case(s): phantom" in proc.stdout
+    assert "byte-identical: phantom yes, cache yes" in proc.stdout and "PASS" in proc.stdout
+
+
 def test_a_bad_input_is_a_usage_error():
     proc = _run(BENCHMARKS / "repeatability.py", "--input", "3x30x32")
     assert proc.returncode == 2
