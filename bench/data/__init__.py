@@ -4,7 +4,11 @@ preprocessing, the memory-mapped slice cache and case-level splits.
 Modules: ``layouts`` (finding cases), ``nifti`` (canonical reading, :class:`DataError`),
 ``reader`` (checking and reading a case), ``verify`` (a whole dataset), ``labels`` (file label
 conventions; the evaluation regions are :func:`bench.metrics.split_labels`), ``phantom``
-(synthetic data), ``preprocess``, ``cache``, ``splits``, ``selection`` (training slices).
+(synthetic data), ``preprocess``, ``cache``, ``splits``, ``selection`` (training slices),
+``parallel`` (one worker process per case: ``jobs``).
+
+Memory is bounded per case: files are read slab by slab in their stored dtype, preprocessing and
+phantom generation work a slab of slices at a time, and the cache is written row by row.
 """
 
 from .cache import CACHE_VERSION, SliceCache, open_cache, prepare_cache
@@ -13,7 +17,7 @@ from .layouts import Case, Problem, find_cases
 from .nifti import DataError
 from .phantom import DEFAULT_SHAPE, write_phantom
 from .preprocess import PreprocessConfig, preprocess_case
-from .reader import CaseData, inspect_case, read_case
+from .reader import CaseData, inspect_case, read_case, read_label
 from .selection import training_slices
 from .splits import make_splits, read_splits, splits_path, write_splits
 from .verify import verify_dataset
@@ -22,6 +26,6 @@ __all__ = [
     "CACHE_VERSION", "DEFAULT_SHAPE", "Case", "CaseData", "DataError", "PreprocessConfig",
     "Problem",
     "SliceCache", "find_cases", "inspect_case", "make_splits", "map_labels", "open_cache",
-    "prepare_cache", "preprocess_case", "read_case", "read_splits", "splits_path",
+    "prepare_cache", "preprocess_case", "read_case", "read_label", "read_splits", "splits_path",
     "training_slices", "verify_dataset", "write_phantom", "write_splits",
 ]

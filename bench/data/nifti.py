@@ -4,6 +4,10 @@ Canonical order: the image is reoriented to the closest RAS+ axes (nibabel's
 ``as_closest_canonical``) and its array transposed to ``[z, y, x]``: axis 0 runs inferior to
 superior (one axial slice per index), axis 1 posterior to anterior, axis 2 left to right.
 Spacing is always reported in the same ``(z, y, x)`` order, in millimetres, from the header.
+
+Volumes are read a slab of slices at a time (:func:`canonical_blocks`) into one array of the
+stored dtype (``int16`` CT stays ``int16``; scaled or 8-byte data become ``float32``), so reading
+never holds a second copy of a volume.
 """
 
 from __future__ import annotations
@@ -78,11 +82,12 @@ def canonical_shape(img: nib.Nifti1Image) -> tuple[int, int, int]:
 
 
 def read_dtype(img: nib.Nifti1Image, raw: bool = False) -> np.dtype:
-    """The dtype :func:`read_data` returns: the stored one for ``raw``; for images the stored one when
-    it is unscaled and at most 4 bytes (``int16`` CT stays ``int16``), else ``float32``."""
+    """The dtype :func:`read_data` returns: for ``raw`` the stored one, ``float64`` when the header
+    scales the values (as nibabel's ``dataobj`` gives them); otherwise the stored one when it is
+    unscaled and at most 4 bytes (``int16`` CT stays ``int16``), else ``float32``."""
     stored = np.dtype(img.get_data_dtype()).newbyteorder("=")
     if raw:
-        return stored
+        return np.dtype(np.float64) if _scaled(img) else stored
     if _scaled(img) or stored.kind not in "iuf" or stored.itemsize > 4:
         return np.dtype(np.float32)
     return stored
@@ -92,7 +97,8 @@ def canonical_blocks(img: nib.Nifti1Image, slices: int | None = None):
     """Yield ``(z0, block)``: the canonical ``[z, y, x]`` volume, ``block`` = slices ``z0 ...`` of it.
 
     Reads the file one slab at a time (``slices`` per block; default about
-    :data:`BLOCK_VOXELS` voxels), so a volume is never held twice. Blocks hold the stored values
+    :data:`BLOCK_VOXELS` voxels), so a volume is never held twice; a file whose axial slices are
+    not its last axis (not stored axially) is read in one block. Blocks hold the stored values
     (scaled, when the header says so); they come in file order, which is decreasing ``z0`` for a
     file stored superior to inferior. Raise :class:`ReadFailure` on truncated or corrupt data.
     """
@@ -101,6 +107,8 @@ def canonical_blocks(img: nib.Nifti1Image, slices: int | None = None):
     axis = int(np.nonzero(ornt[:, 0] == 2)[0][0])  # the file axis that becomes canonical z
     n = shape[axis]
     step = slices or max(1, BLOCK_VOXELS // max(1, int(np.prod(shape)) // n))
+    if axis != 2 and slices is None:  # slices are not contiguous in the file (not axial): one read
+        step = n
     extra = (0,) * (len(img.shape) - 3)
     proxy = img.dataobj
     for k0 in range(0, n, step):
@@ -116,10 +124,11 @@ def canonical_blocks(img: nib.Nifti1Image, slices: int | None = None):
 def read_data(img: nib.Nifti1Image, raw: bool = False) -> np.ndarray:
     """Read the voxel data of a 3D image in canonical ``[z, y, x]`` order (a new C-ordered array).
 
-    ``raw=True`` keeps the stored dtype (for labels); otherwise the dtype of :func:`read_dtype`:
-    the stored one for unscaled integer or ``float32`` data (``int16`` CT is not widened), else
-    ``float32`` with the header's scaling applied. The file is read slab by slab into the result,
-    so the peak is the result plus one slab. Raise :class:`ReadFailure` on truncated or corrupt data.
+    ``raw=True`` keeps the stored dtype (for labels; ``float64`` if the header scales the values);
+    otherwise the dtype of :func:`read_dtype`: the stored one for unscaled integer or ``float32``
+    data (``int16`` CT is not widened), else ``float32`` with the header's scaling applied. The
+    file is read slab by slab into the result, so the peak is the result plus one slab. Raise
+    :class:`ReadFailure` on truncated or corrupt data.
     """
     out = np.empty(canonical_shape(img), dtype=read_dtype(img, raw))
     for z0, block in canonical_blocks(img):

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
 from tqdm import tqdm
@@ -88,7 +88,7 @@ def map_cases(fn: Callable[[Any], Any], tasks: Sequence[Any], jobs: int, bar: tq
         futures = [pool.submit(fn, task) for task in tasks]
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             if bar is not None:
                 bar.update(len(done))
             if any(f.exception() is not None for f in done):

@@ -127,6 +127,22 @@ def read_case(case: Case) -> CaseData:
     return data
 
 
+def read_label(case: Case) -> np.ndarray:
+    """The label file of ``case`` alone, as :func:`read_case` gives it: ``uint8`` internal labels in
+    canonical order, read, checked and mapped slab by slab (for scoring against the original grid).
+
+    Raises:
+        DataError: the file cannot be read or holds values outside the case's convention.
+    """
+    try:
+        label, message = _read_label(load_image(case.label), case.label_convention)
+    except ReadFailure as err:
+        label, message = None, str(err)
+    if message:
+        raise DataError(str(Problem(case.case_id, case.rel(case.label), message)))
+    return label
+
+
 def _geometry_mismatch(img, ref) -> str | None:
     if spatial_shape(img) != spatial_shape(ref):
         return "shape"

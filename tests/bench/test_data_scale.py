@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import tracemalloc
 
 import numpy as np
@@ -106,3 +107,59 @@ def test_a_failing_case_in_a_worker_stops_prepare_with_its_message(tmp_path):
         prepare_cache("lits", tmp_path / "src", tmp_path / "cache", PreprocessConfig("lits", size=32), jobs=2)
     assert type(info.value).__name__ == "DataError"  # the earliest failing case, its type and problems kept
     assert list((tmp_path / "cache").glob("*")) == []
+
+
+@pytest.mark.parametrize("codes", ["RAS", "LPS", "PSL", "SRA"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_slab_reading_equals_nibabel_canonical(tmp_path, monkeypatch, codes, gz):
+    """Files in any axis order, flipped, 4D with a trailing 1, scaled or not: read slab by slab
+    (one slice per block when stored axially) they equal nibabel's ``as_closest_canonical`` array,
+    in the stored dtype."""
+    import nibabel as nib
+
+    monkeypatch.setattr(nifti_mod, "BLOCK_VOXELS", 1)
+    rng = np.random.default_rng(0)
+    data = rng.integers(-1000, 1000, size=(7, 5, 6, 1)).astype(np.int16)
+    affine = np.eye(4)
+    affine[:3, :3] = 0
+    for i, ((axis, flip), zoom) in enumerate(zip(nib.orientations.axcodes2ornt(codes), (0.8, 0.9, 2.5),
+                                                 strict=True)):
+        affine[int(axis), i] = flip * zoom  # file axis i runs along world axis `axis`
+    path = tmp_path / f"x.nii{'.gz' if gz else ''}"
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    img = nifti_mod.load_image(path)
+    assert "".join(nib.aff2axcodes(img.affine)) == codes
+    expected = np.transpose(np.asanyarray(nib.as_closest_canonical(img).dataobj)[..., 0], (2, 1, 0))
+    out = nifti_mod.read_data(img)
+    assert out.dtype == np.int16 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, expected)
+    blocks = list(nifti_mod.canonical_blocks(img, slices=1))  # one slice per block, whatever the order
+    assert sorted(z0 for z0, _ in blocks) == list(range(len(expected)))
+    for z0, block in blocks:
+        np.testing.assert_array_equal(block, expected[z0:z0 + 1])
+    zooms = nib.as_closest_canonical(nib.load(str(path))).header.get_zooms()[:3]
+    assert nifti_mod.canonical_spacing(img) == (float(zooms[2]), float(zooms[1]), float(zooms[0]))
+
+    blob = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+    blob = blob[:112] + np.array([0.5, -3], "<f4").tobytes() + blob[120:]  # scl_slope, scl_inter
+    path.write_bytes(gzip.compress(blob) if gz else blob)  # the same stored values, now scaled
+    img = nifti_mod.load_image(path)
+    out = nifti_mod.read_data(img)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected.astype(np.float32) * 0.5 - 3)
+    raw = nifti_mod.read_data(img, raw=True)  # labels: the stored type, widened if scaled (as nibabel does)
+    assert raw.dtype == np.float64
+    np.testing.assert_array_equal(raw, expected * 0.5 - 3)
+
+
+def test_read_label_alone(tmp_path):
+    from bench.data import DataError, find_cases, read_case, read_label
+
+    write_phantom("brats", tmp_path, cases=1, shape=(32, 32, 12))
+    case = find_cases("brats", tmp_path)[0][0]
+    label = read_label(case)
+    assert label.dtype == np.uint8 and 3 in label  # file value 4 -> internal 3
+    np.testing.assert_array_equal(label, read_case(case).label)
+    case.label.write_bytes(b"")
+    with pytest.raises(DataError, match=f"case {case.case_id}: .*_seg.nii.gz: "):
+        read_label(case)
