@@ -36,10 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import Case, DataError, SliceCache, find_cases
-from .data.nifti import ReadFailure, load_image
+from .data import SliceCache, find_cases, read_label
 from .data.parallel import progress_bar
-from .data.reader import _read_label
 from .datasets import DATASETS
 from .errors import OptionError
 from .latency import PRECISIONS
@@ -133,22 +131,6 @@ def predict_labels(model: nn.Module, cache: SliceCache, case_id: str, *, batch_s
     return out
 
 
-def read_reference(case: Case) -> np.ndarray:
-    """The reference label map of ``case``, ``(Z, Y, X)`` ``uint8`` internal labels, canonical order.
-
-    Reads, checks and maps the label file alone, slab by slab, as :func:`bench.data.read_case` does
-    (which would also read every image channel). Raise :class:`~bench.data.DataError` naming the
-    case and file when it cannot be read or holds values it should not.
-    """
-    try:
-        label, problem = _read_label(load_image(case.label), case.label_convention)
-    except ReadFailure as err:
-        problem = str(err)
-    if problem:
-        raise DataError(f"case {case.case_id}: {case.rel(case.label)}: {problem}")
-    return label
-
-
 def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, metrics=("dice", "hd95"),
                    empty: str | None = None, batch_size: int = 16, device: str | torch.device = "cpu",
                    channels_last: bool = True, precision: str = "fp32", progress: bool = False) -> list[dict]:
@@ -184,7 +166,7 @@ def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, 
                              scheme=facts.label_scheme)
 
     def score(cid: str, pred: np.ndarray) -> None:
-        acc(pred, read_reference(cases[cid]), case=cid, spacing=tuple(cache.cases[cid]["spacing"]))
+        acc(pred, read_label(cases[cid]), case=cid, spacing=tuple(cache.cases[cid]["spacing"]))
 
     bar = progress_bar(len(case_ids), f"evaluate {dataset}", progress, leave=False)
     pending: Future | None = None

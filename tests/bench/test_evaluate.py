@@ -32,11 +32,12 @@ from bench.data import (
     open_cache,
     prepare_cache,
     read_case,
+    read_label,
     write_phantom,
 )
 from bench.datasets import DATASETS
 from bench.errors import OptionError
-from bench.evaluate import evaluate_cases, predict_labels, read_reference, restore_geometry
+from bench.evaluate import evaluate_cases, predict_labels, restore_geometry
 from bench.metrics import BRATS_MAX_DISTANCE_MM, MetricsAccumulator
 
 REL = 1e-9
@@ -536,20 +537,20 @@ def test_streaming_matches_the_whole_volume_path_bit_for_bit(data, batch_size, c
         assert any(r["value"] not in (0.0, 1.0, None) for r in rows)
 
 
-def test_read_reference_is_read_case_label(phantom_brats, brats):
+def test_read_label_is_read_case_label(phantom_brats, brats):
     """The reference read alone is the label of the full read: canonical, 4 -> 3, uint8."""
     for root, _, _ in (phantom_brats, brats):
         for case in find_cases("brats", root)[0]:
-            ref = read_reference(case)
+            ref = read_label(case)
             assert ref.dtype == np.uint8
             np.testing.assert_array_equal(ref, read_case(case).label)
 
 
-def test_read_reference_names_the_case_and_file(tmp_path):
+def test_read_label_names_the_case_and_file(tmp_path):
     case = Case("7", "lits", "lits", tmp_path, {"ct": tmp_path / "volume-7.nii"},
                 tmp_path / "segmentation-7.nii")
     with pytest.raises(DataError, match=r"case 7: segmentation-7.nii: missing file"):
-        read_reference(case)
+        read_label(case)
 
 
 # ------------------------------------------------------------- overlap, progress, precision
@@ -562,7 +563,7 @@ def test_metrics_of_a_case_run_in_the_background_while_the_next_is_predicted(pha
     model = random_net(cache.in_channels, 3)
     ids = cache.case_ids
     events, started = [], {cid: threading.Event() for cid in ids}
-    real_predict, real_read = bench.evaluate.predict_labels, bench.evaluate.read_reference
+    real_predict, real_read = bench.evaluate.predict_labels, bench.evaluate.read_label
 
     def predict(model, cache, cid, **kw):
         events.append(("predict", cid, threading.current_thread() is threading.main_thread()))
@@ -577,7 +578,7 @@ def test_metrics_of_a_case_run_in_the_background_while_the_next_is_predicted(pha
         return real_read(case)
 
     monkeypatch.setattr(bench.evaluate, "predict_labels", predict)
-    monkeypatch.setattr(bench.evaluate, "read_reference", read)
+    monkeypatch.setattr(bench.evaluate, "read_label", read)
     rows = evaluate_cases(model, cache, ids)
     assert [e for e in events if e[0] == "predict"] == [("predict", cid, True) for cid in ids]
     assert [e for e in events if e[0] == "read"] == [("read", cid, False, True) for cid in ids]
@@ -591,7 +592,7 @@ def test_an_error_in_the_background_reaches_the_caller(phantom_lits, monkeypatch
     def read(case):
         raise DataError(f"case {case.case_id}: segmentation-{case.case_id}.nii: truncated")
 
-    monkeypatch.setattr(bench.evaluate, "read_reference", read)
+    monkeypatch.setattr(bench.evaluate, "read_label", read)
     with pytest.raises(DataError, match="case 0: segmentation-0.nii: truncated"):
         evaluate_cases(random_net(cache.in_channels, 3), cache, cache.case_ids)
 

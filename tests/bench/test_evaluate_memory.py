@@ -31,9 +31,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import PreprocessConfig, find_cases, open_cache, prepare_cache
+from bench.data import PreprocessConfig, find_cases, open_cache, prepare_cache, read_label
 from bench.datasets import DATASETS
-from bench.evaluate import evaluate_cases, predict_labels, read_reference
+from bench.evaluate import evaluate_cases, predict_labels
 from bench.latency import PeakRSS
 from bench.metrics import MetricsAccumulator
 from tests.bench.test_evaluate import (
@@ -121,7 +121,7 @@ def test_evaluation_memory_is_bounded_by_the_case_not_by_the_probabilities(big_l
 
     # what the background thread does, one at a time: read a reference, score a case
     pred = predict_labels(model, cache, "0", batch_size=BATCH)
-    ref, read_own = traced_peak(read_reference, case)
+    ref, read_own = traced_peak(read_label, case)
     acc = MetricsAccumulator(regions=facts.region_set, empty=facts.empty, scheme=facts.label_scheme)
     _, metrics_own = traced_peak(acc, pred, ref, case="0", spacing=SPACING)
     del pred, ref, acc
