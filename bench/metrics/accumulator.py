@@ -22,7 +22,7 @@ from bench.metrics._inputs import (
     check_spacing,
 )
 from bench.metrics.binary import OVERLAP_METRICS, Spacing, _evaluate, check_metrics, overlap_from_counts
-from bench.metrics.regions import split_labels
+from bench.metrics.regions import iter_regions
 
 __all__ = ["MetricsAccumulator"]
 
@@ -100,16 +100,16 @@ class MetricsAccumulator:
         if case in self._cases:
             raise MetricInputError(f"case {case!r} was already recorded; case ids must be unique")
         if self.regions is None:
-            pairs = {"foreground": as_binary_pair(pred, ref)}
-        else:
-            pm = split_labels(pred, self.regions, scheme=self.scheme)
-            rm = split_labels(ref, self.regions, scheme=self.scheme)
-            pairs = {name: as_binary_pair(pm[name], rm[name]) for name in pm}
-        ndim = next(iter(pairs.values()))[0].ndim
+            pairs = iter([("foreground", as_binary_pair(pred, ref))])
+        else:  # one region's masks at a time: a LiTS-sized case holds two masks, not four
+            pm = iter_regions(pred, self.regions, scheme=self.scheme)
+            rm = iter_regions(ref, self.regions, scheme=self.scheme)
+            pairs = ((name, as_binary_pair(p, r)) for (name, p), (_, r) in zip(pm, rm, strict=True))
+        ndim = np.ndim(pred)
         sp = check_spacing(self.spacing if spacing is None else spacing, ndim)
         conn = check_connectivity(self.connectivity, ndim)
         rows = []
-        for region, (p, r) in pairs.items():
+        for region, (p, r) in pairs:
             values, counts = _evaluate(p, r, sp, conn, self.metrics, self.empty)
             self._counts.setdefault(region, []).append(counts)
             _, n_pred, n_ref = counts

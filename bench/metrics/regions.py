@@ -11,7 +11,8 @@ import numpy as np
 
 from bench.metrics._inputs import MetricInputError
 
-__all__ = ["BRATS_REGIONS", "BRATS_SCHEMES", "LITS_CLASSES", "brats_regions", "lits_classes", "split_labels"]
+__all__ = ["BRATS_REGIONS", "BRATS_SCHEMES", "LITS_CLASSES", "brats_regions", "iter_regions", "lits_classes",
+           "split_labels"]
 
 LITS_CLASSES = ("liver", "tumor")
 BRATS_REGIONS = ("WT", "TC", "ET")
@@ -71,9 +72,14 @@ def lits_classes(labels) -> dict[str, np.ndarray]:
     Raises:
         MetricInputError: non-integer labels or a label outside {0, 1, 2}.
     """
+    return dict(_lits_masks(labels))
+
+
+def _lits_masks(labels):
     arr = _labels("labels", labels)
     _check_values("labels", arr, (0, 1, 2))
-    return {"liver": arr >= 1, "tumor": arr == 2}
+    yield "liver", arr >= 1
+    yield "tumor", arr == 2
 
 
 def brats_regions(labels, scheme: str = "auto") -> dict[str, np.ndarray]:
@@ -92,6 +98,10 @@ def brats_regions(labels, scheme: str = "auto") -> dict[str, np.ndarray]:
         MetricInputError: unknown scheme, non-integer labels, labels 3 and 4 together under
             ``auto``, or a label the scheme does not know.
     """
+    return dict(_brats_masks(labels, scheme))
+
+
+def _brats_masks(labels, scheme: str):
     if scheme != "auto" and scheme not in BRATS_SCHEMES:
         raise MetricInputError(
             f"unknown BraTS label scheme {scheme!r}; choose 'auto' or one of {tuple(BRATS_SCHEMES)}"
@@ -106,13 +116,21 @@ def brats_regions(labels, scheme: str = "auto") -> dict[str, np.ndarray]:
         _check_values(
             "labels", arr, (0, *sorted({v for labs in BRATS_SCHEMES[scheme].values() for v in labs}))
         )
-    return {region: np.isin(arr, labs) for region, labs in BRATS_SCHEMES[scheme].items()}
+    for region, labs in BRATS_SCHEMES[scheme].items():
+        yield region, np.isin(arr, labs)
 
 
 def split_labels(labels, regions: str, *, scheme: str = "auto") -> dict[str, np.ndarray]:
     """Masks for a region set: ``"lits"`` (:func:`lits_classes`) or ``"brats"`` (:func:`brats_regions`)."""
+    return dict(iter_regions(labels, regions, scheme=scheme))
+
+
+def iter_regions(labels, regions: str, *, scheme: str = "auto"):
+    """The masks of :func:`split_labels` one region at a time, ``(name, mask)``: for large volumes,
+    where holding every region's mask at once would multiply the memory. The labels are checked
+    before the first mask is made."""
     if regions == "lits":
-        return lits_classes(labels)
+        return _lits_masks(labels)
     if regions == "brats":
-        return brats_regions(labels, scheme)
+        return _brats_masks(labels, scheme)
     raise MetricInputError(f"unknown region set {regions!r}; choose 'lits' or 'brats'")

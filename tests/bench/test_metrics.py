@@ -443,3 +443,19 @@ def test_bad_input_raises_one_line_value_error(call, message):
         call()
     assert "\n" not in str(info.value)
     assert isinstance(info.value, M.MetricInputError)
+
+
+def test_iter_regions_gives_split_labels_one_region_at_a_time():
+    from bench.metrics import split_labels
+    from bench.metrics.regions import iter_regions
+
+    lits = np.array([[[0, 1, 2], [2, 1, 0]]], dtype=np.uint8)
+    brats = np.array([[[0, 1, 2], [4, 1, 0]]], dtype=np.uint8)
+    for labels, regions in ((lits, "lits"), (brats, "brats")):
+        one_by_one = list(iter_regions(labels, regions))
+        whole = split_labels(labels, regions)
+        assert [n for n, _ in one_by_one] == list(whole)
+        assert all(np.array_equal(m, whole[n]) for n, m in one_by_one)
+    masks = iter_regions(np.array([[[0, 7]]], dtype=np.uint8), "lits")
+    with pytest.raises(M.MetricInputError, match="has label 7"):
+        next(masks)  # checked before the first mask is made
