@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver psycopg (lfubench[postgres]) is not installed")
+    pytest.importorskip("psycopg", reason="psycopg (the postgres extra) is not installed")
     if not PG_BIN:
         pytest.skip("no PostgreSQL server installed (/usr/lib/postgresql/*/bin)")
     bindir = Path(PG_BIN[-1])
