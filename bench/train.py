@@ -355,7 +355,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, num_cl
                         compile=config.compile)
     settings = {"precision": precision, **feed.settings, "compile": step_fn.mode,
                 "cudnn_benchmark": torch.backends.cudnn.benchmark if cuda else False}
-    log.info("training on %s: %s", device, settings)
+    log.info("training on %s: %s", device, ", ".join(f"{k}={v}" for k, v in settings.items()))
     sync_every = LOSS_SYNC_STEPS if cuda else 1
     ckpt = out_dir / "best.pt"
     best, best_epoch, step, history = -1.0, 0, 0, []
