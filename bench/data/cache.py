@@ -310,6 +310,11 @@ class SliceCache:
     def __len__(self) -> int:
         return len(self.table)
 
+    def __reduce__(self):
+        """Pickled by its path: a worker process re-opens the memory maps instead of receiving a
+        copy of the arrays (DataLoader workers started by ``spawn`` or ``forkserver``)."""
+        return (type(self), (self.path,))
+
     @property
     def case_ids(self) -> list[str]:
         return list(self.cases)

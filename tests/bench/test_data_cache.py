@@ -272,3 +272,16 @@ def test_cli_prepare_writes_cache_and_splits(data_brats_root, tmp_path, monkeypa
     path = next(p for p in tmp_path.iterdir() if p.name.startswith("brats-s64-"))
     splits = read_splits(splits_path(path, 3, 0.25, 2))
     assert splits["seed"] == 3 and len(splits["test"]) == 1 and len(splits["cv"]) == 2
+
+
+def test_cache_pickles_by_path(data_lits_root, tmp_path):
+    """A pickled cache is a few hundred bytes and re-opens the same memory-mapped files."""
+    import pickle
+
+    cache = open_cache(prepare_cache("lits", data_lits_root, tmp_path, PreprocessConfig("lits", size=32)))
+    blob = pickle.dumps(cache)
+    again = pickle.loads(blob)
+    assert len(blob) < 1000 < cache.images.nbytes
+    assert isinstance(again.images, np.memmap) and len(again) == len(cache)
+    for a, b in zip(cache[3], again[3], strict=True):
+        assert np.array_equal(a, b)
