@@ -5,12 +5,16 @@ function that builds a row of each.
   class/region x metric;
 - **efficiency** (``efficiency.csv``): one row per item x pruning level x measured
   configuration (device, batch, precision);
-- **items** (``items.csv``): one row per item: training figures and the conventions the run
-  used (the sentences of :mod:`bench.conventions` as stored with the item).
+- **items** (``items.csv``): one row per item: training figures, channel-pruning settings and
+  figures, ``overlays`` (the item's ``overlays.npz`` of test slices, relative to the run
+  folder) and the conventions the run used (the sentences of :mod:`bench.conventions` as
+  stored with the item).
 
 The item pipeline (:mod:`studies.pipeline`) writes rows with :func:`row`; reports read the
 DataFrames made by :func:`frame`. ``level`` is the pruning level evaluated, 0 for a model
-without levels.
+without levels. ``stage`` is ``"final"`` for the model an item delivers, and
+``"before-pruning"`` for the trained full-width model of a channel-pruned item in ``finetune``
+mode (evaluated and measured before it was pruned, so one item shows what pruning cost).
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 
 #: what identifies the model evaluated: one item at one pruning level
-KEY_COLUMNS = ["item", "model", "label", "dataset", "seed", "level"]
+KEY_COLUMNS = ["item", "model", "label", "dataset", "seed", "level", "stage"]
+
+#: the stages of :data:`KEY_COLUMNS`
+STAGES = ("final", "before-pruning")
 
 RESULT_COLUMNS = [*KEY_COLUMNS, "case", "region", "metric", "value"]
 
@@ -31,7 +38,9 @@ EFFICIENCY_COLUMNS = [*KEY_COLUMNS, "params", "gmacs", "input", "device", "batch
 CONVENTION_COLUMNS = ["conv_scores", "conv_empty", "conv_params", "conv_macs", "conv_latency"]
 
 ITEM_COLUMNS = ["item", "model", "label", "dataset", "seed", "empty", "best_val_dice", "best_epoch",
-                "epochs", "steps", "train_seconds", "item_seconds", *CONVENTION_COLUMNS]
+                "epochs", "steps", "train_seconds", "item_seconds", "prune_ratio", "prune_achieved",
+                "prune_importance", "prune_scope", "prune_mode", "finetune_epochs", "prune_seconds",
+                "overlays", *CONVENTION_COLUMNS]
 
 
 def row(columns: Sequence[str], **values) -> dict:

@@ -32,6 +32,11 @@ from bench.errors import LfubenchError
 from bench.latency import PRECISIONS, Timing
 from bench.metrics import EMPTY_CONVENTIONS
 from bench.train import TrainConfig
+from models.pruning import IMPORTANCE as PRUNE_IMPORTANCE
+from models.pruning import SCOPES as PRUNE_SCOPES
+
+#: what a model entry's prune_mode may be
+PRUNE_MODES = ("finetune", "init")
 
 
 class PlanError(LfubenchError):
@@ -120,11 +125,29 @@ class ModelSpec:
         "doc": "its name in tables; default from the name and arguments"})
     levels: list[int] = field(default_factory=list, metadata={
         "each_min": 1, "doc": "pruning levels to evaluate (deep-supervision models)"})
+    prune_ratio: float = field(default=0.0, metadata={
+        "min": 0, "max": 0.9, "doc": "fraction of channels removed per layer (models.prune_channels)"})
+    prune_importance: str = field(default="l1", metadata={"choices": PRUNE_IMPORTANCE})
+    prune_scope: str = field(default="local", metadata={"choices": PRUNE_SCOPES})
+    prune_mode: str = field(default="finetune", metadata={
+        "choices": PRUNE_MODES, "doc": "finetune: train, prune, fine-tune; init: train the pruned widths "
+                                       "from scratch"})
+    finetune_epochs: int | None = field(default=None, metadata={
+        "min": 0, "doc": "fine-tuning budget after pruning; default a quarter of [train]'s (at least 1)"})
     kwargs: dict = field(default_factory=dict, metadata={"extra": True})
 
     def __post_init__(self) -> None:
         if self.label is None:
             self.label = self.name + "".join(f" {k}={v}" for k, v in self.kwargs.items())
+            if self.pruned:
+                self.label += f" r={self.prune_ratio:g} {self.prune_importance}-{self.prune_mode}"
+                if self.prune_scope != "local":
+                    self.label += f" {self.prune_scope}"
+
+    @property
+    def pruned(self) -> bool:
+        """Whether channels are pruned (``prune_ratio > 0``)."""
+        return self.prune_ratio > 0
 
 
 #: model keys the pipeline sets from the dataset
