@@ -113,8 +113,12 @@ def _value(text: str):
         return text
 
 
-def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
-    """A copy of the raw plan with each ``KEY=VALUE`` applied; a bad key raises :class:`PlanError`."""
+def apply_overrides(raw: dict, overrides: Sequence[str],
+                    tables: Sequence[str] = ("train", "measure")) -> dict:
+    """A copy of the raw plan with each ``KEY=VALUE`` applied; a bad key raises :class:`PlanError`.
+
+    ``tables``: the top-level tables whose keys may be set as ``TABLE.KEY`` (a sweep study adds
+    its own)."""
     raw = copy.deepcopy(raw)
     problems = []
     for text in overrides:
@@ -141,9 +145,10 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
                                 f"(there are: {', '.join(names) or 'none'})")
                 continue
             parts = parts[2:]
-        elif len(parts) > 2 or (len(parts) == 2 and parts[0] not in ("train", "measure")):
-            problems.append(f"--set {text!r}: {key!r} is not a plan setting (use train.KEY, measure.KEY, "
-                            "datasets.NAME.KEY, models.LABEL.KEY or a top-level key)")
+        elif len(parts) > 2 or (len(parts) == 2 and parts[0] not in tables):
+            problems.append(f"--set {text!r}: {key!r} is not a plan setting (use "
+                            + "".join(f"{t}.KEY, " for t in tables)
+                            + "datasets.NAME.KEY, models.LABEL.KEY or a top-level key)")
             continue
         elif len(parts) == 2:
             target = raw.setdefault(parts[0], {})
@@ -189,40 +194,22 @@ def _check_model(spec: ModelSpec, datasets: list[DatasetSpec], at: str, problems
             return
 
 
-def load_plan(path: str | Path, base_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> Plan:
-    """Read and validate a plan, with ``overrides`` (``KEY=VALUE``) applied first; raise
-    :class:`PlanError` listing every problem.
-
-    Relative dataset roots are resolved against ``base_dir`` (default: the plan's folder).
-    """
-    path = Path(path)
-    where = str(path)
+def read_toml(path: Path, what: str) -> dict:
+    """The table of a TOML file; a missing or malformed file raises :class:`PlanError` naming it."""
     if not path.is_file():
-        raise PlanError(f"{where}: plan file not found")
+        raise PlanError(f"{path}: {what} file not found")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise PlanError(f"{where}: not valid TOML: {err}") from None
-    raw = apply_overrides(raw, overrides)
-    base = Path(base_dir) if base_dir else path.parent
-    problems: list[str] = []
-    for key in raw:
-        if key not in TOP_KEYS:
-            problems.append(unknown_key(where, key, TOP_KEYS))
+        raise PlanError(f"{path}: not valid TOML: {err}") from None
 
-    name = raw.get("name", path.stem)
-    description = raw.get("description", "")
-    for key, value in (("name", name), ("description", description)):
-        if not isinstance(value, str):
-            problems.append(f"{where}: {key} must be a string, got {value!r}")
-    seeds = raw.get("seeds", [0])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool)
-                                                      for s in seeds)):
-        problems.append(f"{where}: seeds must be a non-empty list of integers, got {seeds!r}")
-        seeds = [0]
-    elif len(set(seeds)) != len(seeds):
-        problems.append(f"{where}: seeds has duplicates: {seeds}")
 
+def read_run_sections(raw: dict, where: str, base: Path, problems: list[str]
+                      ) -> tuple[TrainConfig | None, MeasureSpec | None, list[DatasetSpec]]:
+    """The sections a plan shares with a sweep study file: ``[train]``, ``[measure]`` and
+    ``[[datasets]]``, read and checked; one line per problem appended to ``problems``.
+
+    Relative dataset roots are resolved against ``base``."""
     train = train_section(raw.get("train", {}), where, problems)
     measure = read_section(MeasureSpec, raw.get("measure", {}), f"{where}: [measure]", problems)
     if train and measure and measure.device == "cpu" and train.precision == "fp16":
@@ -259,6 +246,38 @@ def load_plan(path: str | Path, base_dir: str | Path | None = None, overrides: S
                 if not Path(spec.root).is_dir():
                     problems.append(f"{at}: root folder {spec.root} does not exist")
         datasets.append(spec)
+    return train, measure, datasets
+
+
+def load_plan(path: str | Path, base_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> Plan:
+    """Read and validate a plan, with ``overrides`` (``KEY=VALUE``) applied first; raise
+    :class:`PlanError` listing every problem.
+
+    Relative dataset roots are resolved against ``base_dir`` (default: the plan's folder).
+    """
+    path = Path(path)
+    where = str(path)
+    raw = apply_overrides(read_toml(path, "plan"), overrides)
+    base = Path(base_dir) if base_dir else path.parent
+    problems: list[str] = []
+    for key in raw:
+        if key not in TOP_KEYS:
+            problems.append(unknown_key(where, key, TOP_KEYS))
+
+    name = raw.get("name", path.stem)
+    description = raw.get("description", "")
+    for key, value in (("name", name), ("description", description)):
+        if not isinstance(value, str):
+            problems.append(f"{where}: {key} must be a string, got {value!r}")
+    seeds = raw.get("seeds", [0])
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool)
+                                                      for s in seeds)):
+        problems.append(f"{where}: seeds must be a non-empty list of integers, got {seeds!r}")
+        seeds = [0]
+    elif len(set(seeds)) != len(seeds):
+        problems.append(f"{where}: seeds has duplicates: {seeds}")
+
+    train, measure, datasets = read_run_sections(raw, where, base, problems)
 
     specs: list[ModelSpec] = []
     raw_models = raw.get("models", [])
