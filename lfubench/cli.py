@@ -14,7 +14,7 @@ import sys
 from bench.errors import LfubenchError
 from models import ModelConfigError
 
-SUBCOMMANDS = ["zoo", "data", "profile", "bench"]
+SUBCOMMANDS = ["zoo", "data", "profile", "bench", "sweep"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,10 @@ failure records and multi-machine work from Optuna's storages instead of a home-
   ``fail_reason`` user attribute; the worker goes on with the next item. An item is
   retried on a later run while it has failed fewer than ``max_failures`` times.
 - Re-running skips items with a COMPLETE trial.
+
+Sweeps (:mod:`studies.sweep`) share the storage, the claim lock, the heartbeat
+(:class:`Heartbeat`), the reclaiming of lost trials (:func:`fail_lost`) and the record stored on
+a trial (:func:`store_record`), so a sweep trial and a plan item are alike in the storage.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         raise LfubenchError(f"storage {shown}: cannot connect ({first})") from None
 
 
-def _sqlite_claim_lock(url: str):
+def claim_lock(url: str):
     """A lock around claiming a trial, for SQLite storages.
 
     Optuna's RDB storage checks "still WAITING?" and sets RUNNING in one transaction, which is
@@ -91,6 +95,67 @@ def _sqlite_claim_lock(url: str):
     return lock
 
 
+def fail_reason(err: BaseException) -> str:
+    """The one-line reason recorded on a failed trial."""
+    return (f"{type(err).__name__}: {err}".splitlines() or [type(err).__name__])[0]
+
+
+class Heartbeat:
+    """While the ``with`` block runs, stamp the trial's ``heartbeat`` user attribute every
+    ``interval_s`` seconds (and once on entry), so other workers can tell it is alive."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int, interval_s: float) -> None:
+        self.storage, self.trial_id, self.interval_s = storage, trial_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+            except Exception:  # the trial was finished or reclaimed meanwhile
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def fail_lost(storage: optuna.storages.BaseStorage, running: Sequence, grace_s: float) -> list:
+    """Mark each of the ``running`` trials whose last heartbeat (or start) is older than
+    ``grace_s`` as FAIL, with ``fail_reason`` and ``lost = True``; return ``(trial, reason)``
+    for those this call marked (a trial another worker marked first is left out)."""
+    now, lost = time.time(), []
+    for t in running:
+        started = t.datetime_start.timestamp() if t.datetime_start else now
+        stamp = t.user_attrs.get("heartbeat") or started
+        if now - stamp <= grace_s:
+            continue
+        reason = f"worker lost: no heartbeat for {now - stamp:.0f} s"
+        try:
+            storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+            storage.set_trial_user_attr(t._trial_id, "lost", True)
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker got there first
+        lost.append((t, reason))
+    return lost
+
+
+def store_record(storage: optuna.storages.BaseStorage, trial_id: int, record: dict, seconds: float) -> None:
+    """Store an item's record on its trial: each key (but ``value``) as a user attribute, and
+    ``item_seconds``. Plan items and sweep trials store the same record."""
+    for key, value in record.items():
+        if key != "value":
+            storage.set_trial_user_attr(trial_id, key, json.loads(json.dumps(value)))
+    storage.set_trial_user_attr(trial_id, "item_seconds", seconds)
+
+
 @dataclass
 class EngineConfig:
     heartbeat_s: float = 10.0
@@ -106,7 +171,7 @@ class Engine:
     def __init__(self, storage_url: str, study_name: str, item_ids: Sequence[str],
                  config: EngineConfig | None = None) -> None:
         self.storage = make_storage(storage_url)
-        self._claim_lock = _sqlite_claim_lock(storage_url)
+        self._claim_lock = claim_lock(storage_url)
         self.study = optuna.create_study(storage=self.storage, study_name=study_name,
                                          direction="maximize", load_if_exists=True)
         self.item_ids = list(item_ids)
@@ -123,19 +188,10 @@ class Engine:
 
     def reclaim_stale(self) -> list[str]:
         """Mark RUNNING trials without a recent heartbeat as FAIL; return their items."""
-        now, lost = time.time(), []
-        for t in self._trials((TrialState.RUNNING,)):
-            started = t.datetime_start.timestamp() if t.datetime_start else now
-            stamp = t.user_attrs.get("heartbeat") or started
-            if now - stamp > self.config.grace_s:
-                reason = f"worker lost: no heartbeat for {now - stamp:.0f} s"
-                try:
-                    self.storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
-                    continue  # another worker got there first
-                log.warning("item %s: %s; it will be retried", self._item_of(t), reason)
-                lost.append(self._item_of(t))
+        lost = []
+        for t, reason in fail_lost(self.storage, self._trials((TrialState.RUNNING,)), self.config.grace_s):
+            log.warning("item %s: %s; it will be retried", self._item_of(t), reason)
+            lost.append(self._item_of(t))
         return lost
 
     def sync(self) -> list[str]:
@@ -178,13 +234,6 @@ class Engine:
         return None
 
     # -- work ---------------------------------------------------------------------------
-    def _heartbeat(self, trial_id: int, stop: threading.Event) -> None:
-        while not stop.wait(self.config.heartbeat_s):
-            try:
-                self.storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
-            except Exception:  # the trial was finished or reclaimed meanwhile
-                return
-
     def run(self, run_item: Callable[[str], dict], max_items: int | None = None) -> dict:
         """Work until no item is left (or ``max_items`` were run); return counts by outcome."""
         self.sync()
@@ -194,29 +243,19 @@ class Engine:
             if trial is None:
                 break
             item = trial.params[PARAM]
-            self.storage.set_trial_user_attr(trial._trial_id, "heartbeat", time.time())
-            stop = threading.Event()
-            beat = threading.Thread(target=self._heartbeat, args=(trial._trial_id, stop), daemon=True)
-            beat.start()
             started = time.perf_counter()
             try:
-                figures = run_item(item)
+                with Heartbeat(self.storage, trial._trial_id, self.config.heartbeat_s):
+                    figures = run_item(item)
             except Exception as err:  # recorded, and the worker goes on
-                stop.set()
-                beat.join()
-                reason = f"{type(err).__name__}: {err}".splitlines()[0]
+                reason = fail_reason(err)
                 log.error("item %s failed: %s", item, reason)
                 log.debug("%s", traceback.format_exc())
                 self.storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
                 self.study.tell(trial, state=TrialState.FAIL)
                 counts["failed"] += 1
                 continue
-            stop.set()
-            beat.join()
-            for key, value in figures.items():
-                if key != "value":
-                    self.storage.set_trial_user_attr(trial._trial_id, key, json.loads(json.dumps(value)))
-            self.storage.set_trial_user_attr(trial._trial_id, "item_seconds", time.perf_counter() - started)
+            store_record(self.storage, trial._trial_id, figures, time.perf_counter() - started)
             self.study.tell(trial, float(figures.get("value", float("nan"))))
             counts["complete"] += 1
         return counts

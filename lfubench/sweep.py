@@ -1,0 +1,249 @@
+"""``lfubench sweep STUDY``: run a sweep study (an Optuna study whose trials are bench items)
+with one or several workers; ``lfubench sweep show STUDY``: its Pareto front, hypervolume
+history, parameter importances and figures."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.errors import LfubenchError
+
+log = logging.getLogger(__name__)
+
+#: the study-file keys the run folder must agree on (a budget or sampler may change between runs)
+FIXED_KEYS = ("seed", "train", "measure", "datasets", "search", "objectives")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a sweep study (TOML), or show its results: sweep show STUDY",
+                       description="Run a sweep study: lfubench sweep STUDY.toml [options]. Show its "
+                       "results: lfubench sweep show STUDY.toml [--storage URL] [--format md|csv|json].")
+    p.add_argument("target", nargs="+", metavar="[show] STUDY", help="study TOML file (see studies/sweeps/), "
+                   "after 'show' to print and draw the results")
+    p.add_argument("--out", help="run folder (default runs/<study name>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a study setting, validated like the file: n_trials=20, train.epochs=2, "
+                   "sampler.name=tpe, search.base_width=[4,8], datasets.NAME.cases=6 (repeatable)")
+    p.add_argument("--storage", help="Optuna storage: sqlite:///FILE (default: OUT/study.db), journal:FILE "
+                   "for several local processes, or postgresql://USER:PASSWORD@HOST/DB for several machines")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local worker processes (default 1); with several CPU workers each trains with "
+                   "cores/N threads unless the study sets [train].threads")
+    p.add_argument("--devices", help="comma-separated GPUs, one worker each: cuda:0,cuda:1")
+    p.add_argument("--max-trials", type=int, help="stop this worker after N trials")
+    p.add_argument("--grace", type=float, default=60.0,
+                   help="seconds without a heartbeat after which a running trial counts as lost and its "
+                   "parameters are retried (default 60)")
+    p.add_argument("--format", choices=("md", "csv", "json"), default="md", help="front table format (show)")
+    p.add_argument("--no-show", action="store_true", help="after running, skip the results")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--worker-tag", help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def _target(args) -> tuple[str, str]:
+    t = args.target
+    if t[0] == "show":
+        if len(t) != 2:
+            raise LfubenchError("usage: lfubench sweep show STUDY.toml [--storage URL]")
+        return "show", t[1]
+    if len(t) != 1:
+        raise LfubenchError(f"one study file expected, got {' '.join(t)!r} (to see results: lfubench sweep "
+                            "show STUDY.toml)")
+    return "run", t[0]
+
+
+def write_effective_study(study, out: Path) -> None:
+    """Keep the effective study file in the run folder; refuse a folder holding a study that
+    differs in what its trials mean (a new budget or sampler is fine)."""
+    import tomllib
+
+    import tomli_w
+
+    path = out / "study.toml"
+    effective = study.to_dict()
+    if path.exists():
+        try:
+            kept = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError:
+            kept = {}
+        changed = [k for k in FIXED_KEYS if kept.get(k) != effective.get(k)]
+        if changed:
+            raise LfubenchError(f"{out} holds a sweep of a different study (differs in: "
+                                f"{', '.join(changed)}); choose another --out, or delete the folder to start "
+                                "over")
+    tmp = path.with_name(".study.toml.tmp")
+    tmp.write_text(f"# the effective study of this run: {study.path} with its --set overrides, defaults "
+                   f"filled in\n{tomli_w.dumps(effective)}")
+    tmp.replace(path)
+
+
+def _paths(args, study) -> tuple[Path, str]:
+    out = Path(args.out or Path("runs") / study.name)
+    storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    return out, storage
+
+
+def run(args: argparse.Namespace) -> int:
+    from studies.sweepfile import load_study
+
+    mode, path = _target(args)
+    if args.worker_tag:
+        tagged = logging.Formatter(f"[{args.worker_tag}] %(levelname)s %(name)s: %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(tagged)
+    study = load_study(path, overrides=args.set)
+    if mode == "show":
+        return show(args, study)
+    return run_sweep(args, study)
+
+
+def run_sweep(args: argparse.Namespace, study) -> int:
+    from lfubench.bench import _devices
+    from studies.engine import EngineConfig
+    from studies.sweep import Sweep
+
+    devices = _devices(args.devices, args.workers)
+    if args.max_trials is not None and args.max_trials < 1:
+        raise LfubenchError(f"--max-trials must be at least 1, got {args.max_trials}")
+    out, storage = _paths(args, study)
+    out.mkdir(parents=True, exist_ok=True)
+    write_effective_study(study, out)
+    config = EngineConfig(heartbeat_s=min(10.0, args.grace / 6), grace_s=args.grace)
+    if args.threads:
+        for section in (study.train, study.measure):
+            if section.threads is None:
+                section.threads = args.threads
+    sweep = Sweep(study, storage, config)
+    budget = f"{study.settings.n_trials} trials" if study.settings.n_trials else "no trial limit"
+    if study.settings.timeout:
+        budget += f", {study.settings.timeout:g} s per worker"
+    if not args.worker_tag:
+        sweep.sync()  # the slots exist before any worker starts
+        before = sweep.counts()
+        log.info("sweep %s: %s, %d done before (%s sampler, seed %d); objectives %s; storage %s",
+                 study.name, budget, before["complete"] + before["failed"] + before["pruned"],
+                 study.sampler.name, study.sampler.seed,
+                 ", ".join(f"{d} {n}" for n, d in zip(study.objectives.names, study.objectives.directions,
+                                                       strict=True)), storage)
+    if len(devices) > 1:
+        threads = max(1, (os.cpu_count() or 1) // len(devices))
+        set_threads = study.train.threads is None or study.measure.threads is None
+        log.info("starting %d workers%s%s", len(devices),
+                 "" if devices[0] is None else " on " + ", ".join(f"cuda:{d}" for d in devices),
+                 f", {threads} CPU thread(s) each" if set_threads else "")
+        codes = _spawn_workers(args, out, storage, devices, threads)
+        if any(code not in (0, 2) for code in codes):
+            raise LfubenchError(f"worker exit codes {codes}: a worker was killed or crashed; run again to "
+                                "resume")
+    else:
+        _work(args, study, sweep, out)
+    if args.worker_tag:
+        return 0
+    counts = sweep.counts()
+    print(f"sweep {study.name}: {counts['complete']} complete, {counts['failed']} failed, "
+          f"{counts['pruned']} pruned"
+          + (f", {counts['running']} running elsewhere" if counts["running"] else "")
+          + (f", {counts['waiting']} waiting" if counts["waiting"] else "") + f"; storage {storage}")
+    if not args.no_show:
+        show(args, study)
+    return 0
+
+
+def _work(args, study, sweep, out: Path) -> dict:
+    """This process's trials, each logged when it starts and when it ends."""
+    import time
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from studies.sweep import item_evaluator
+
+    evaluate = item_evaluator(study, out, progress=not args.no_progress)
+    total = study.settings.n_trials
+    clock: dict[int, float] = {}
+
+    def started(trial, spec) -> None:
+        clock[trial.number] = time.perf_counter()
+        of = f"/{total}" if total else ""
+        log.info("trial %d (slot %s%s) started: %s", trial.number, trial.user_attrs.get("slot"), of,
+                 spec.label)
+
+    def ended(trial, record, reason) -> None:
+        took = time.perf_counter() - clock.get(trial.number, time.perf_counter())
+        if reason:
+            log.info("trial %d failed after %.1f s: %s", trial.number, took, reason)
+            return
+        figures = sweep.storage.get_trial(trial._trial_id).user_attrs.get("objectives", {})
+        log.info("trial %d done in %.1f s: %s", trial.number, took,
+                 ", ".join(f"{k} {v:.4g}" for k, v in figures.items()))
+
+    with logging_redirect_tqdm():
+        counts = sweep.run(evaluate, max_trials=args.max_trials, on_start=started, on_end=ended)
+    log.info("this worker ran %d trial(s), %d failed", counts["complete"] + counts["failed"],
+             counts["failed"])
+    return counts
+
+
+def _spawn_workers(args, out: Path, storage: str, devices: list, threads: int) -> list[int]:
+    """One ``lfubench sweep`` process per worker on the same storage; return their exit codes."""
+    procs = []
+    _, path = _target(args)
+    for k, device in enumerate(devices):
+        cmd = [sys.executable, "-m", "lfubench", "sweep", path, "--out", str(out), "--storage", storage,
+               "--grace", str(args.grace), "--no-show", "--no-progress", "--worker-tag", f"w{k}",
+               "--threads", str(threads)]
+        cmd += [f"--set={item}" for item in args.set]
+        if args.max_trials is not None:
+            cmd += ["--max-trials", str(args.max_trials)]
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        procs.append(subprocess.Popen(cmd, env=env))
+    return [proc.wait() for proc in procs]
+
+
+def show(args: argparse.Namespace, study) -> int:
+    """Print the front and write the sweep's tables and figures into OUT/sweep/."""
+    from reports.sweeps import format_front, front_table, write_sweep_outputs
+    from studies.sweep import hypervolume_history, importances, open_sweep, trials_frame
+
+    out, storage = _paths(args, study)
+    if not args.storage and not (out / "study.db").exists():
+        raise LfubenchError(f"no sweep storage at {out / 'study.db'}; run 'lfubench sweep {study.path}' "
+                            "first, or give --storage / --out")
+    stored = open_sweep(study, storage)
+    trials = trials_frame(stored, study)
+    objectives = list(zip(study.objectives.names, study.objectives.directions, strict=True))
+    hv = hypervolume_history(trials, study)
+    imp = importances(stored, study)
+    written = write_sweep_outputs(out / "sweep", trials, hv, imp, objectives, f"sweep: {study.name}")
+    front = front_table(trials, objectives)
+    n_done = int((trials["state"] == "complete").sum()) if not trials.empty else 0
+    n_failed = int((trials["state"] == "fail").sum()) if not trials.empty else 0
+    cons = "; constraints " + ", ".join(c.text for c in study.objectives.constraints) \
+        if study.objectives.constraints else ""
+    header = (f"Pareto front of sweep {study.name}: {len(front)} of {n_done} complete trials "
+              f"({n_failed} failed){cons}; scores are test-case means at the model's own pruning level")
+    print(format_front(front, args.format, header=header if args.format != "csv" else None))
+    if args.format == "md":
+        if not hv.empty:
+            col = "hypervolume" if "hypervolume" in hv else "best"
+            marks = sorted({len(hv) // 4, len(hv) // 2, 3 * len(hv) // 4, len(hv)} - {0})
+            print(f"\n{col} by trial count: " + ", ".join(f"{k}: {hv[col].iloc[k - 1]:.4g}" for k in marks)
+                  + (f" (reference {hv['reference'].iloc[0]})" if "reference" in hv else ""))
+        for name in dict.fromkeys(imp["objective"]):
+            sel = imp[imp["objective"] == name]
+            pairs = zip(sel["parameter"], sel["importance"], strict=True)
+            print(f"importance for {name} (fANOVA): " + ", ".join(f"{p} {v:.2f}" for p, v in pairs))
+        failed = trials[trials["state"] == "fail"] if not trials.empty else trials
+        for _, r in failed.iterrows():
+            print(f"failed: trial {r['number']}: {r['fail_reason']}", file=sys.stderr)
+    log.info("wrote %s", ", ".join(str(p) for paths in written.values() for p in paths))
+    return 0

@@ -1,0 +1,224 @@
+"""Objectives and constraints of a sweep (``[objectives]`` of a study file), and the figures
+of a trial's record they are read from.
+
+::
+
+    [objectives]
+    maximize = ["dice:mean"]              # scores: METRIC:REGION or METRIC:mean
+    minimize = ["params"]                 # costs, and distance scores such as hd95:liver
+    constraints = ["params <= 100_000", "latency_ms <= 5"]
+
+Scores are the test-case means of a metric the pipeline computes (:data:`SCORE_METRICS`), for
+one region of the dataset (``dice:liver``, ``hd95:WT``) or the mean over its regions
+(``dice:mean``), at the model's own pruning level and, for a channel-pruned model, after
+pruning. Costs (:data:`COSTS`) are the item's efficiency figures: ``latency_ms`` and ``peak_mb``
+at the first batch size and precision of ``[measure]``, on its device. Overlap scores (Dice)
+are maximised and distances minimised; the other direction is refused. A constraint holds a
+figure to a bound; Optuna counts a trial feasible when every constraint value
+(``figure - bound`` for ``<=``, ``bound - figure`` for ``>=``) is at most 0.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.evaluate import evaluate_cases
+from bench.metrics import DISTANCE_METRICS, OVERLAP_METRICS
+
+from .schema import MeasureSpec, read_section
+
+#: the metrics every item's test cases are scored with (bench.evaluate's default)
+SCORE_METRICS = tuple(inspect.signature(evaluate_cases).parameters["metrics"].default)
+
+#: cost figures of an item, each minimised, and what they are
+COSTS = {
+    "params": "parameters of the final model",
+    "gmacs": "GMACs of one forward pass at the dataset's input size",
+    "latency_ms": "median latency at [measure]'s first batch size and precision",
+    "peak_mb": "peak memory at [measure]'s first batch size and precision",
+    "train_seconds": "training seconds",
+}
+
+MAXIMIZE, MINIMIZE = "maximize", "minimize"
+
+
+@dataclass
+class ObjectivesSpec:
+    """``[objectives]``: what a sweep optimises, and the constraints a trial must meet."""
+
+    maximize: list[str] = field(default_factory=list, metadata={
+        "doc": "scores to maximise: dice:REGION, dice:mean"})
+    minimize: list[str] = field(default_factory=list, metadata={
+        "doc": "costs (params, gmacs, latency_ms, peak_mb, train_seconds) and distances (hd95:REGION)"})
+    constraints: list[str] = field(default_factory=list, metadata={
+        "doc": "'FIGURE <= BOUND' or 'FIGURE >= BOUND', FIGURE an objective name"})
+
+
+def direction_of(name: str) -> str | None:
+    """The one direction a figure may be optimised in (None for an unknown name)."""
+    if name in COSTS:
+        return MINIMIZE
+    metric = name.split(":", 1)[0]
+    if metric in OVERLAP_METRICS:
+        return MAXIMIZE
+    if metric in DISTANCE_METRICS:
+        return MINIMIZE
+    return None
+
+
+@dataclass(frozen=True)
+class Constraint:
+    figure: str
+    op: str
+    bound: float
+
+    @property
+    def text(self) -> str:
+        bound = int(self.bound) if self.bound.is_integer() and abs(self.bound) < 1e15 else self.bound
+        return f"{self.figure} {self.op} {bound}"
+
+    def value(self, figure: float) -> float:
+        """Optuna's constraint value: at most 0 when the constraint holds."""
+        return figure - self.bound if self.op == "<=" else self.bound - figure
+
+
+@dataclass
+class Objectives:
+    """The checked objectives (names, in order, with their directions) and constraints."""
+
+    names: list[str]
+    directions: list[str]
+    constraints: list[Constraint]
+
+    @property
+    def figures_needed(self) -> list[str]:
+        return list(dict.fromkeys(self.names + [c.figure for c in self.constraints]))
+
+    def to_toml(self) -> dict:
+        return {"maximize": [n for n, d in zip(self.names, self.directions, strict=True) if d == MAXIMIZE],
+                "minimize": [n for n, d in zip(self.names, self.directions, strict=True) if d == MINIMIZE],
+                "constraints": [c.text for c in self.constraints]}
+
+
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w:]*)\s*(<=|>=)\s*([-+0-9_.eE]+)\s*$")
+
+
+def _name_problem(name: str, regions: tuple[str, ...]) -> str | None:
+    if name in COSTS:
+        return None
+    metric, sep, region = name.partition(":")
+    if not sep:
+        return (f"{name!r} is not a figure; costs: {', '.join(COSTS)}; scores: METRIC:REGION with METRIC in "
+                f"{', '.join(SCORE_METRICS)}")
+    if metric not in SCORE_METRICS:
+        return (f"{name!r}: metric {metric!r} is not scored by the pipeline (it scores "
+                f"{', '.join(SCORE_METRICS)})")
+    if region != "mean" and region not in regions:
+        return (f"{name!r}: region {region!r} is not one of the dataset's regions ({', '.join(regions)}) "
+                "or 'mean'")
+    return None
+
+
+def read_objectives(raw, where: str, regions: tuple[str, ...], problems: list[str]) -> Objectives | None:
+    """``[objectives]`` read and checked against the dataset's ``regions``; one line per problem."""
+    at = f"{where}: [objectives]"
+    spec = read_section(ObjectivesSpec, raw if raw is not None else {}, at, problems)
+    if spec is None:
+        return None
+    before = len(problems)
+    names, directions = [], []
+    for direction, listed in ((MAXIMIZE, spec.maximize), (MINIMIZE, spec.minimize)):
+        for name in listed:
+            bad = _name_problem(name, regions)
+            if bad:
+                problems.append(f"{at} {direction}: {bad}")
+            elif direction_of(name) != direction:
+                problems.append(f"{at} {direction}: {name!r} is to be {direction_of(name)}d "
+                                f"(list it under {direction_of(name)})")
+            elif name in names:
+                problems.append(f"{at}: {name!r} is listed twice")
+            else:
+                names.append(name)
+                directions.append(direction)
+    if not spec.maximize and not spec.minimize:
+        problems.append(f"{at}: no objective; list at least one under maximize or minimize")
+    constraints = []
+    for text in spec.constraints:
+        m = _CONSTRAINT.match(text)
+        bound = None
+        if m:
+            try:
+                bound = float(m.group(3).replace("_", ""))
+            except ValueError:
+                bound = None
+        if m is None or bound is None or not math.isfinite(bound):
+            problems.append(f"{at} constraints: {text!r} must look like 'FIGURE <= NUMBER' or "
+                            "'FIGURE >= NUMBER' (e.g. 'params <= 100_000')")
+            continue
+        bad = _name_problem(m.group(1), regions)
+        if bad:
+            problems.append(f"{at} constraints: {bad}")
+            continue
+        constraints.append(Constraint(m.group(1), m.group(2), bound))
+    if len(problems) > before:
+        return None
+    return Objectives(names, directions, constraints)
+
+
+# --- figures of a record ----------------------------------------------------------------------
+
+
+class FigureError(ValueError):
+    """A figure an objective or constraint needs is missing from a trial's record."""
+
+
+def _final(rows: list[dict]) -> list[dict]:
+    """The rows of the model an item delivers: its final stage, at its top evaluated level."""
+    rows = [r for r in rows if r.get("stage", "final") == "final"]
+    if not rows:
+        return []
+    top = max(r["level"] for r in rows)
+    return [r for r in rows if r["level"] == top]
+
+
+def record_figures(record: dict, names: list[str], measure: MeasureSpec) -> dict[str, float]:
+    """The figures ``names`` of one item's record (as :func:`studies.pipeline.run_item`
+    returns it); a figure that is missing or not finite raises :class:`FigureError`."""
+    metrics = _final(record.get("metrics", []))
+    efficiency = [r for r in _final(record.get("efficiency", []))
+                  if r["batch"] == measure.batch_sizes[0] and r["precision"] == measure.precision[0]]
+    out = {}
+    for name in names:
+        if name == "train_seconds":
+            value = record["train"]["seconds"]
+        elif name in COSTS:
+            if not efficiency:
+                raise FigureError(f"{name}: no efficiency figures at batch {measure.batch_sizes[0]}, "
+                                  f"{measure.precision[0]}")
+            eff = efficiency[0]
+            if name in ("latency_ms", "peak_mb") and eff["status"] != "ok":
+                raise FigureError(f"{name}: not measured ({eff['status']})")
+            value = eff[name]
+        else:
+            metric, _, region = name.partition(":")
+            by_region: dict[str, list[float]] = {}
+            for r in metrics:
+                if r["metric"] == metric and r["value"] is not None and not _isnan(r["value"]):
+                    by_region.setdefault(r["region"], []).append(float(r["value"]))
+            if region == "mean":
+                value = float(np.mean([np.mean(v) for v in by_region.values()])) if by_region else math.nan
+            else:
+                value = float(np.mean(by_region[region])) if by_region.get(region) else math.nan
+        if value is None or _isnan(value) or not math.isfinite(float(value)):
+            raise FigureError(f"{name}: no finite value in the trial's record (got {value})")
+        out[name] = float(value)
+    return out
+
+
+def _isnan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)

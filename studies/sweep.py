@@ -1,0 +1,395 @@
+"""Sweeps: a sampler-driven Optuna study whose trials are bench items, run by any number of
+workers on one storage, and the tables its results give (the Pareto front, the hypervolume
+by trial count, parameter importances) for :mod:`reports.sweeps`.
+
+How a sweep runs (:class:`Sweep`):
+
+- **Budget.** ``n_trials`` trials in all, across workers and restarts: the study holds one
+  *slot* per trial (a WAITING trial with the user attribute ``slot``), created once; a worker
+  claims a slot atomically (:func:`studies.engine.claim_lock` on SQLite, the storage's own
+  update elsewhere), the sampler draws its parameters, and the trial is run and told. A slot
+  is done when its trial is COMPLETE, PRUNED or FAIL; a re-run resumes with the slots left.
+  Two workers creating the same slot at once are resolved at the claim: the older trial runs,
+  the other is marked FAIL as a duplicate. With only a ``timeout``, each worker asks for new
+  trials until its time is up.
+- **Lost workers.** A running trial stamps a heartbeat (:class:`studies.engine.Heartbeat`);
+  a trial without one for ``grace_s`` is marked FAIL (lost) and its slot enqueued again with
+  the same parameters -- the engine's mechanism for plan items.
+- **Failures.** An exception in a trial (a NaN loss, CUDA out of memory, a model that cannot
+  be built) or an objective without a finite value marks it FAIL with ``fail_reason``; the
+  study goes on.
+- **Records.** Every trial stores the record of :func:`studies.pipeline.run_item` exactly as a
+  plan item does (:func:`studies.engine.store_record`), plus ``spec`` (its model),
+  ``objectives`` (the figures of its objectives and constraints) and ``item`` (its item id);
+  constraints go to Optuna with ``Trial.set_constraint``.
+
+Multi-objective studies cannot use Optuna's pruners (``Trial.report`` and ``should_prune``
+raise there); early stopping would need a single objective and per-validation reports from
+training, which :func:`bench.train.train` does not give yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from bench.errors import LfubenchError
+
+from .engine import EngineConfig, Heartbeat, claim_lock, fail_lost, fail_reason, make_storage, store_record
+from .objectives import MAXIMIZE, FigureError, record_figures
+from .plan import Item
+from .schema import ModelSpec, section_dict
+from .sweepfile import SamplerSpec, SweepStudy
+
+log = logging.getLogger(__name__)
+
+SLOT = "slot"
+
+
+def make_sampler(spec: SamplerSpec, n_objectives: int) -> optuna.samplers.BaseSampler:
+    """The named sampler with every setting lfubench relies on given explicitly."""
+    if spec.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=spec.population_size, seed=spec.seed)
+    if spec.name == "tpe":
+        # multivariate + group: joint density over each conditional sub-space; constant_liar:
+        # running trials count as pending, so parallel workers do not draw the same point
+        with warnings.catch_warnings():  # multivariate, group, constant_liar are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(n_startup_trials=spec.n_startup_trials, seed=spec.seed,
+                                              multivariate=True, group=True, constant_liar=True)
+    if spec.name == "gp":
+        return optuna.samplers.GPSampler(n_startup_trials=spec.n_startup_trials, seed=spec.seed)
+    raise LfubenchError(f"[sampler] name: unknown sampler {spec.name!r}")
+
+
+def _slot(t) -> int | None:
+    return t.user_attrs.get(SLOT)
+
+
+def _finished(t) -> bool:
+    """A trial that used up its slot: complete, pruned or failed by itself (not lost, not a duplicate)."""
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return t.state == TrialState.FAIL and not t.user_attrs.get("lost") and not t.user_attrs.get("duplicate")
+
+
+Evaluate = Callable[[ModelSpec, optuna.Trial], dict]
+
+
+class Sweep:
+    """The Optuna study of one sweep study file on one storage."""
+
+    def __init__(self, study: SweepStudy, storage_url: str, config: EngineConfig | None = None) -> None:
+        self.spec = study
+        self.config = config or EngineConfig()
+        self.storage = make_storage(storage_url)
+        self._claim_lock = claim_lock(storage_url)
+        self.objectives = study.objectives
+        directions = [optuna.study.StudyDirection.MAXIMIZE if d == MAXIMIZE else
+                      optuna.study.StudyDirection.MINIMIZE for d in self.objectives.directions]
+        self.sampler = make_sampler(study.sampler, len(directions))
+        try:
+            self.study = optuna.load_study(study_name=study.name, storage=self.storage, sampler=self.sampler)
+        except KeyError:
+            self.study = optuna.create_study(storage=self.storage, study_name=study.name,
+                                             sampler=self.sampler, directions=directions, load_if_exists=True)
+        if list(self.study.directions) != directions or (
+                self.study.metric_names not in (None, self.objectives.names)):
+            raise LfubenchError(
+                f"study {study.name!r} in this storage optimises "
+                f"{self.study.metric_names or 'other objectives'} "
+                f"({', '.join(d.name.lower() for d in self.study.directions)}), not {self.objectives.names}; "
+                "give it another name or storage")
+        if self.study.metric_names is None:
+            with warnings.catch_warnings():  # experimental since Optuna 3.2
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.set_metric_names(self.objectives.names)  # shown by optuna-dashboard
+
+    # -- the queue of slots ---------------------------------------------------------------
+    def _trials(self, states=None) -> list:
+        return self.study.get_trials(deepcopy=False, states=states)
+
+    def sync(self) -> list[int]:
+        """Fail lost trials, and enqueue every slot that has no trial done, waiting or running
+        (a lost trial's slot with its parameters); return the slots enqueued."""
+        lost = fail_lost(self.storage, self._trials((TrialState.RUNNING,)), self.config.grace_s)
+        for t, reason in lost:
+            log.warning("trial %d: %s; its parameters will be retried", t.number, reason)
+        by_slot: dict[int | None, list] = {}
+        for t in self._trials():
+            by_slot.setdefault(_slot(t), []).append(t)
+        n = self.spec.settings.n_trials
+        slots = range(n) if n is not None else sorted(k for k in by_slot if k is not None)
+        added = []
+        for k in slots:
+            trials = by_slot.get(k, [])
+            if any(_finished(t) or t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
+                continue
+            lost_ones = [t for t in trials if t.user_attrs.get("lost")]
+            if len(lost_ones) >= self.config.max_failures:
+                log.warning("slot %d: lost %d times; not retried", k, len(lost_ones))
+                continue
+            attrs = {SLOT: k}
+            params = {}
+            if lost_ones:
+                params = dict(lost_ones[-1].params)
+                attrs["retry_of"] = lost_ones[-1].number
+            self.study.enqueue_trial(params, user_attrs=attrs)
+            added.append(k)
+        return added
+
+    def _claim(self) -> optuna.Trial | None:
+        for t in sorted(self._trials((TrialState.WAITING,)), key=lambda t: t.number):
+            try:
+                with self._claim_lock():
+                    if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                        continue
+            except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                continue
+            slot = _slot(t)
+            if slot is not None:
+                others = [o for o in self._trials() if _slot(o) == slot and o.number != t.number]
+                pending = (TrialState.RUNNING, TrialState.WAITING)
+                if any(_finished(o) or (o.state in pending and o.number < t.number) for o in others):
+                    self.storage.set_trial_user_attr(t._trial_id, "duplicate", True)
+                    self.storage.set_trial_user_attr(t._trial_id, "fail_reason", f"duplicate of slot {slot}")
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                    continue
+            self.study._thread_local.cached_all_trials = None  # as Study.ask: sample from fresh trials
+            return optuna.Trial(self.study, t._trial_id)
+        if self.spec.settings.n_trials is None:
+            trial = self.study.ask()
+            self.storage.set_trial_user_attr(trial._trial_id, SLOT, trial.number)
+            return trial
+        return None
+
+    # -- work -----------------------------------------------------------------------------
+    def run(self, evaluate: Evaluate, max_trials: int | None = None, timeout: float | None = None,
+            on_start: Callable[[optuna.Trial, ModelSpec], None] | None = None,
+            on_end: Callable[[optuna.Trial, dict | None, str | None], None] | None = None) -> dict:
+        """Run trials until the budget is used (or ``max_trials`` were run here, or ``timeout``
+        seconds -- default the study's -- have passed); return counts by outcome."""
+        self.sync()
+        timeout = timeout if timeout is not None else self.spec.settings.timeout
+        started = time.monotonic()
+        counts = {"complete": 0, "failed": 0}
+        while max_trials is None or counts["complete"] + counts["failed"] < max_trials:
+            if timeout is not None and time.monotonic() - started > timeout:
+                break
+            trial = self._claim()
+            if trial is None:
+                break
+            ok = self._run_one(trial, evaluate, on_start, on_end)
+            counts["complete" if ok else "failed"] += 1
+        return counts
+
+    def _run_one(self, trial: optuna.Trial, evaluate: Evaluate, on_start, on_end) -> bool:
+        t0 = time.perf_counter()
+        tid = trial._trial_id
+        record = None
+        try:
+            with Heartbeat(self.storage, tid, self.config.heartbeat_s):
+                spec = self.spec.space.suggest(trial)
+                item = Item(spec, self.spec.dataset, self.spec.settings.seed)
+                self.storage.set_trial_user_attr(tid, "item", item.id)
+                self.storage.set_trial_user_attr(tid, "spec", section_dict(spec))
+                if on_start:
+                    on_start(trial, spec)
+                record = evaluate(spec, trial)
+                store_record(self.storage, tid, record, time.perf_counter() - t0)
+                figures = record_figures(record, self.objectives.figures_needed, self.spec.measure)
+        except Exception as err:  # recorded, and the study goes on
+            reason = fail_reason(err)
+            if isinstance(err, FigureError):
+                reason = f"objective {reason.split(': ', 1)[1]}"
+            log.error("trial %d failed: %s", trial.number, reason)
+            log.debug("%s", traceback.format_exc())
+            _free_cuda_memory()
+            self.storage.set_trial_user_attr(tid, "fail_reason", reason)
+            self.study.tell(trial, state=TrialState.FAIL)
+            if on_end:
+                on_end(trial, record, reason)
+            return False
+        self.storage.set_trial_user_attr(tid, "objectives", figures)
+        for c in self.objectives.constraints:
+            trial.set_constraint(c.text, c.value(figures[c.figure]))
+        self.study.tell(trial, [figures[n] for n in self.objectives.names])
+        if on_end:
+            on_end(trial, record, None)
+        return True
+
+    # -- state ----------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Slots done (complete / failed / pruned), running and waiting."""
+        out = {"complete": 0, "failed": 0, "pruned": 0, "running": 0, "waiting": 0}
+        for t in self._trials():
+            if t.state == TrialState.COMPLETE:
+                out["complete"] += 1
+            elif t.state == TrialState.PRUNED:
+                out["pruned"] += 1
+            elif t.state == TrialState.RUNNING:
+                out["running"] += 1
+            elif t.state == TrialState.WAITING:
+                out["waiting"] += 1
+            elif _finished(t):
+                out["failed"] += 1
+        return out
+
+    def completed(self) -> list:
+        return self._trials((TrialState.COMPLETE,))
+
+
+def _free_cuda_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def item_evaluator(study: SweepStudy, run_dir: str | Path, progress: bool = True) -> Evaluate:
+    """Each trial as a bench item: :func:`studies.pipeline.run_item` on the study's dataset and seed."""
+    from .pipeline import run_item
+
+    plan = study.plan()
+
+    def evaluate(spec: ModelSpec, trial: optuna.Trial) -> dict:
+        return run_item(Item(spec, study.dataset, study.settings.seed), plan, run_dir, progress=progress)
+
+    return evaluate
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+def open_sweep(study: SweepStudy, storage_url: str) -> optuna.Study:
+    """The stored study of a sweep, for reading; a storage without it is one clear line."""
+    storage = make_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=study.name, storage=storage)
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
+        raise LfubenchError(f"no study {study.name!r} in the storage (it holds: {names}); run the sweep "
+                            "first, or give --storage") from None
+
+
+def trials_frame(study: optuna.Study, sweep: SweepStudy) -> pd.DataFrame:
+    """One row per finished or running trial: number, state, slot, family, label, its searched
+    parameters (``p:NAME``), objective and constraint figures, ``feasible``, ``pareto`` (on the
+    front of the feasible complete trials), ``fail_reason`` and ``seconds``."""
+    names = sweep.objectives.names
+    front = pareto_numbers(study)
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:
+            continue
+        if t.user_attrs.get("duplicate"):
+            continue
+        figures = t.user_attrs.get("objectives", {})
+        spec = t.user_attrs.get("spec", {})
+        row = {"number": t.number, "state": t.state.name.lower(), "slot": _slot(t),
+               "family": spec.get("name"), "label": spec.get("label"), "item": t.user_attrs.get("item")}
+        row.update({f"p:{k}": v for k, v in t.params.items()})
+        for name in names:
+            row[name] = figures.get(name, math.nan)
+        for c in sweep.objectives.constraints:
+            row[c.text] = figures.get(c.figure, math.nan)
+        cons = t.constraints if t.state == TrialState.COMPLETE else {}
+        row["feasible"] = bool(t.state == TrialState.COMPLETE and all(v <= 0 for v in cons.values()))
+        row["pareto"] = t.number in front
+        row["fail_reason"] = t.user_attrs.get("fail_reason", "")
+        row["seconds"] = t.user_attrs.get("item_seconds", math.nan)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    params = sorted(c for c in df.columns if c.startswith("p:"))
+    first = ["number", "state", "slot", "family", "label", "item"]
+    rest = [c for c in df.columns if c not in first and c not in params]
+    return df[first + params + rest].sort_values("number").reset_index(drop=True)
+
+
+def pareto_numbers(study: optuna.Study) -> set[int]:
+    """Numbers of the trials on the Pareto front (``best_trials``: feasible, non-dominated);
+    for one objective, the best trial."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return set()
+    try:
+        best = study.best_trials
+    except ValueError:
+        return set()
+    return {t.number for t in best}
+
+
+def _losses(values: np.ndarray, directions: list[str]) -> np.ndarray:
+    sign = np.array([-1.0 if d == MAXIMIZE else 1.0 for d in directions])
+    return values * sign
+
+
+def hypervolume_history(trials: pd.DataFrame, sweep: SweepStudy) -> pd.DataFrame:
+    """The hypervolume of the feasible complete trials among the first k, for every k (trials
+    counted in number order, failed ones included); the reference point is the worst feasible
+    value of each objective, widened by a tenth of its range. With one objective, ``best``
+    (the best value so far) instead. Columns ``trials``, ``hypervolume`` (or ``best``) and
+    ``reference`` (the point, as text)."""
+    names, directions = sweep.objectives.names, sweep.objectives.directions
+    if trials.empty:
+        return pd.DataFrame(columns=["trials", "hypervolume" if len(names) > 1 else "best"])
+    done = trials[trials["state"].isin(["complete", "fail", "pruned"])].sort_values("number")
+    ok = done["feasible"].to_numpy()
+    losses = _losses(done[names].to_numpy(dtype=float), directions)
+    if len(names) == 1:
+        best, out = math.inf, []
+        for k, (feasible, loss) in enumerate(zip(ok, losses[:, 0], strict=True), start=1):
+            if feasible:
+                best = min(best, loss)
+            out.append({"trials": k, "best": (-best if directions[0] == MAXIMIZE else best)
+                        if math.isfinite(best) else math.nan})
+        return pd.DataFrame(out)
+    from optuna._hypervolume import compute_hypervolume  # Optuna's exact (WFG) hypervolume
+
+    feasible = losses[ok]
+    if len(feasible) == 0:
+        return pd.DataFrame({"trials": range(1, len(done) + 1), "hypervolume": 0.0, "reference": ""})
+    lo, hi = feasible.min(axis=0), feasible.max(axis=0)
+    reference = hi + 0.1 * np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
+    out = []
+    for k in range(1, len(done) + 1):
+        pts = losses[:k][ok[:k]]
+        hv = float(compute_hypervolume(pts, reference)) if len(pts) else 0.0
+        out.append({"trials": k, "hypervolume": hv})
+    df = pd.DataFrame(out)
+    df["reference"] = ", ".join(f"{n}={(-r if d == MAXIMIZE else r):.4g}"
+                                for n, d, r in zip(names, directions, reference, strict=True))
+    return df
+
+
+def importances(study: optuna.Study, sweep: SweepStudy) -> pd.DataFrame:
+    """fANOVA importance of each parameter for each objective (complete trials; parameters
+    every complete trial has). Columns ``objective``, ``parameter``, ``importance``; empty
+    (and logged) where fewer than two complete trials or no varied parameter allow it."""
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    rows = []
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2:
+        log.info("parameter importances need at least 2 complete trials, the study has %d", len(complete))
+        return pd.DataFrame(columns=["objective", "parameter", "importance"])
+    for k, name in enumerate(sweep.objectives.names):
+        try:
+            found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=sweep.sampler.seed),
+                                          target=lambda t, k=k: t.values[k], normalize=True)
+        except (RuntimeError, ValueError) as err:
+            log.info("no parameter importances for %s: %s", name, err)
+            continue
+        rows += [{"objective": name, "parameter": p, "importance": float(v)} for p, v in found.items()]
+    return pd.DataFrame(rows, columns=["objective", "parameter", "importance"])

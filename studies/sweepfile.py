@@ -1,0 +1,149 @@
+"""Sweep study files (``studies/sweeps/*.toml``): the sections of a plan (``[train]``,
+``[measure]``, one ``[[datasets]]`` entry; the same schema and checks, :mod:`studies.plan`),
+plus the search space, the objectives and the sampler, validated completely before any
+work starts. A small study::
+
+    name = "smoke"
+    seed = 0                 # the training seed of every trial
+    n_trials = 4             # trials in all, across workers and restarts
+    # timeout = 600          # seconds each worker keeps starting new trials
+
+    [train]                  # as in a plan
+    epochs = 1
+    [measure]
+    device = "cpu"
+    [[datasets]]             # exactly one
+    name = "lits"
+    kind = "phantom-lits"
+
+    [search]                 # studies.space.SearchSpec
+    family = ["lfunet", "unet"]
+    base_width = [4, 8]
+    groups = [1, 4]          # LFU-Net only, and only values dividing the width
+    prune_ratio = {low = 0.0, high = 0.5, step = 0.25}
+
+    [objectives]             # studies.objectives.ObjectivesSpec
+    maximize = ["dice:mean"]
+    minimize = ["params"]
+    constraints = ["params <= 100_000"]
+
+    [sampler]                # SamplerSpec
+    name = "nsga2"
+    seed = 0
+
+Every problem is one line naming the file and the key. ``--set`` overrides settings as for
+plans (``n_trials=20``, ``sampler.name=tpe``, ``search.base_width=[4,8,16]``,
+``datasets.lits.cases=6``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.datasets import dataset_info
+from bench.train import TrainConfig
+
+from .objectives import Objectives, read_objectives
+from .plan import Plan, apply_overrides, read_run_sections, read_toml
+from .schema import TRAIN_SKIP, DatasetSpec, MeasureSpec, PlanError, read_section, section_dict, unknown_key
+from .space import Space, read_space
+
+TOP_KEYS = ("name", "description", "seed", "n_trials", "timeout", "train", "measure", "datasets", "search",
+            "objectives", "sampler")
+
+#: tables whose keys --set may name as TABLE.KEY
+TABLES = ("train", "measure", "search", "objectives", "sampler")
+
+#: the samplers a study may name
+SAMPLERS = ("nsga2", "tpe", "gp")
+
+
+@dataclass
+class SweepSettings:
+    """The top-level settings of a study file (besides ``name`` and ``description``)."""
+
+    seed: int = field(default=0, metadata={"doc": "training seed of every trial"})
+    n_trials: int | None = field(default=None, metadata={
+        "min": 1, "doc": "trials in all, across workers and restarts"})
+    timeout: float | None = field(default=None, metadata={
+        "min": 0, "exclusive": True, "doc": "seconds after which a worker starts no new trial"})
+
+
+@dataclass
+class SamplerSpec:
+    """``[sampler]``: the sampler, always named and seeded (lfubench never relies on Optuna's
+    default, which changed between its versions for several objectives)."""
+
+    name: str | None = field(default=None, metadata={
+        "choices": SAMPLERS, "doc": "default: nsga2 for several objectives, tpe for one"})
+    seed: int = field(default=0, metadata={"doc": "the sampler's random seed"})
+    population_size: int = field(default=8, metadata={
+        "min": 2, "doc": "NSGA-II: trials per generation (the first generation is random)"})
+    n_startup_trials: int = field(default=5, metadata={
+        "min": 0, "doc": "TPE and GP: random trials before the model is used"})
+
+
+@dataclass
+class SweepStudy:
+    name: str
+    description: str
+    path: str
+    settings: SweepSettings
+    train: TrainConfig
+    measure: MeasureSpec
+    dataset: DatasetSpec
+    space: Space
+    objectives: Objectives
+    sampler: SamplerSpec
+
+    def plan(self) -> Plan:
+        """The plan whose item pipeline runs each trial (no models: the sampler names them)."""
+        return Plan(self.name, self.description, self.path, [self.settings.seed], self.train, self.measure,
+                    [self.dataset], [])
+
+    def to_dict(self) -> dict:
+        """The effective study, every default filled in, as a TOML-able table."""
+        return {"name": self.name, "description": self.description, **section_dict(self.settings),
+                "train": section_dict(self.train, TRAIN_SKIP), "measure": section_dict(self.measure),
+                "datasets": [section_dict(self.dataset)], "search": self.space.to_toml(),
+                "objectives": self.objectives.to_toml(), "sampler": section_dict(self.sampler)}
+
+
+def load_study(path: str | Path, overrides: Sequence[str] = ()) -> SweepStudy:
+    """Read and validate a study file, with ``overrides`` (``KEY=VALUE``) applied first; raise
+    :class:`~studies.schema.PlanError` listing every problem, one line each."""
+    path = Path(path)
+    where = str(path)
+    raw = apply_overrides(read_toml(path, "study"), overrides, tables=TABLES)
+    problems: list[str] = []
+    for key in raw:
+        if key not in TOP_KEYS:
+            problems.append(unknown_key(where, key, TOP_KEYS) + (
+                " (a sweep draws its models from [search])" if key in ("models", "seeds") else ""))
+    name = raw.get("name", path.stem)
+    description = raw.get("description", "")
+    for key, value in (("name", name), ("description", description)):
+        if not isinstance(value, str):
+            problems.append(f"{where}: {key} must be a string, got {value!r}")
+    top = {k: raw[k] for k in ("seed", "n_trials", "timeout") if k in raw}
+    settings = read_section(SweepSettings, top, where, problems)
+    if settings and settings.n_trials is None and settings.timeout is None:
+        problems.append(f"{where}: give n_trials, timeout or both (the study's budget)")
+    train, measure, datasets = read_run_sections(raw, where, path.parent, problems)
+    if len(datasets) > 1:
+        problems.append(f"{where}: a sweep takes one [[datasets]] entry (its objectives name its regions), "
+                        f"got {len(datasets)}: {', '.join(d.name for d in datasets)}")
+    space = read_space(raw.get("search"), where, problems)
+    regions = dataset_info(datasets[0].kind).regions if datasets else ()
+    objectives = read_objectives(raw.get("objectives"), where, regions, problems)
+    sampler = read_section(SamplerSpec, raw.get("sampler", {}), f"{where}: [sampler]", problems)
+    if sampler and objectives:
+        if sampler.name is None:
+            sampler = dataclasses.replace(sampler, name="nsga2" if len(objectives.names) > 1 else "tpe")
+    if problems:
+        raise PlanError(f"{len(problems)} problem(s) in study:\n" + "\n".join(problems))
+    return SweepStudy(name, description, str(path), settings, train, measure, datasets[0], space, objectives,
+                      sampler)

@@ -1,0 +1,492 @@
+"""Sweeps: the study file and its validation, the conditional space, objectives and
+constraints, the budget across workers and restarts, lost and failing trials.
+
+Trials here run a fake item (no training): its record has the shape of
+:func:`studies.pipeline.run_item`'s, with the model's real parameter count and a Dice that
+grows with width. Run as a module (``python -m tests.studies.test_sweep STUDY STORAGE LOG
+SLEEP [fail2]``) it is one sweep worker for the multi-process tests.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import models
+from bench.complexity import count_params
+from bench.errors import LfubenchError
+from studies.engine import EngineConfig
+from studies.schema import PlanError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+STUDY = """
+name = "fake"
+seed = 0
+n_trials = {n_trials}
+
+[train]
+epochs = 1
+
+[measure]
+device = "cpu"
+batch_sizes = [1, 8]
+precision = ["fp32"]
+
+[[datasets]]
+name = "lits"
+kind = "phantom-lits"
+cases = 5
+shape = [32, 32, 8]
+size = 32
+
+[search]
+family = ["lfunet", "unet", "unetpp"]
+base_width = [4, 8, 12]
+groups = [1, 2, 4, 8]
+prune_level = [2, 4]
+prune_ratio = {{low = 0.0, high = 0.5, step = 0.25}}
+
+[objectives]
+maximize = ["dice:mean"]
+minimize = ["params"]
+constraints = {constraints}
+
+[sampler]
+name = "nsga2"
+seed = 0
+population_size = 4
+"""
+
+
+def write_study(tmp_path: Path, n_trials: int = 6, constraints: str = "[]", text: str | None = None) -> Path:
+    path = tmp_path / "fake.toml"
+    path.write_text(text if text is not None else STUDY.format(n_trials=n_trials, constraints=constraints))
+    return path
+
+
+def fake_record(spec, level_rows: int = 2) -> dict:
+    """A record shaped like run_item's: two test cases x (liver, tumor) x (dice, hd95) at the
+    model's level, efficiency rows at batch 1 and 8, the model's real parameter count."""
+    net = models.create_model(spec.name, in_channels=3, num_classes=3, **spec.kwargs)
+    params = count_params(net)
+    level = getattr(net, "prune_level", 0) or 0
+    width = spec.kwargs.get("base_width", 8)
+    dice = min(0.95, 0.4 + 0.04 * width - 0.2 * spec.prune_ratio + (0.05 if spec.name == "lfunet" else 0))
+    metrics = []
+    for case in ("c1", "c2"):
+        for region, shift in (("liver", 0.1), ("tumor", -0.1)):
+            key = {"level": level, "stage": "final", "case": case, "region": region}
+            metrics.append({**key, "metric": "dice", "value": dice + shift})
+            metrics.append({**key, "metric": "hd95", "value": 10.0 / width})
+    efficiency = [{"level": level, "stage": "final", "batch": b, "precision": "fp32", "params": params,
+                   "gmacs": params / 1e5, "latency_ms": 0.001 * params * b, "peak_mb": 5.0, "status": "ok"}
+                  for b in (1, 8)]
+    return {"value": dice, "metrics": metrics, "efficiency": efficiency, "train": {"seconds": 1.5}}
+
+
+def worker(study: str, storage: str, log: Path, sleep: float, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "tests.studies.test_sweep", study, storage, str(log),
+                             str(sleep), *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def _main() -> None:
+    from studies.sweep import Sweep
+    from studies.sweepfile import load_study
+
+    study_path, storage, log_path, sleep = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+
+    def evaluate(spec, trial):
+        with open(log_path, "a") as f:
+            f.write(f"start {trial.number} {trial.user_attrs.get('slot')}\n")
+        time.sleep(sleep)
+        if "fail2" in sys.argv and trial.user_attrs.get("slot") == 2:
+            raise RuntimeError("planted failure: loss is NaN at step 3")
+        return fake_record(spec)
+
+    sweep = Sweep(load_study(study_path), storage, EngineConfig(heartbeat_s=0.2, grace_s=1.5))
+    print(sweep.run(evaluate))
+
+
+# --- the study file ---------------------------------------------------------------------------
+
+
+def test_smoke_study_file_reads_and_its_effective_form_reads_back_the_same(tmp_path):
+    import tomli_w
+
+    from studies.sweepfile import load_study
+
+    study = load_study(ROOT / "studies/sweeps/smoke.toml")
+    assert study.settings.n_trials == 4 and study.sampler.name == "nsga2" and study.sampler.seed == 0
+    assert study.objectives.names == ["dice:mean", "params"]
+    assert study.objectives.directions == ["maximize", "minimize"]
+    assert [c.text for c in study.objectives.constraints] == ["params <= 2000000"]
+    assert study.space.families == ["lfunet", "unet"]
+    again = tmp_path / "again.toml"
+    again.write_text(tomli_w.dumps(study.to_dict()))
+    assert load_study(again).to_dict() == study.to_dict()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies/sweeps").glob("*.toml")), ids=lambda p: p.stem)
+def test_shipped_studies_are_valid(path):
+    from studies.sweepfile import load_study
+
+    study = load_study(path)
+    assert study.sampler.name in ("nsga2", "tpe", "gp") and isinstance(study.sampler.seed, int)
+
+
+def test_default_sampler_is_named_by_lfubench_not_optuna(tmp_path):
+    from studies.sweep import make_sampler
+    from studies.sweepfile import load_study
+
+    text = STUDY.format(n_trials=3, constraints="[]").replace('name = "nsga2"\n', "")
+    multi = load_study(write_study(tmp_path, text=text))
+    assert multi.sampler.name == "nsga2"
+    assert isinstance(make_sampler(multi.sampler, 2), optuna.samplers.NSGAIISampler)
+    single = load_study(write_study(tmp_path, text=text), overrides=['objectives.minimize=[]'])
+    assert single.sampler.name == "tpe"
+    assert isinstance(make_sampler(single.sampler, 1), optuna.samplers.TPESampler)
+
+
+BROKEN = """
+name = "broken"
+n_trials = 0
+[train]
+epochs = 1
+[[datasets]]
+name = "lits"
+kind = "phantom-lits"
+[[datasets]]
+name = "lits2"
+kind = "phantom-lits"
+[search]
+family = ["lfunet", "unte"]
+base_width = [4, 6]
+groups = [4]
+prune_ratio = {low = 0.0, high = 0.95}
+widht = 3
+[objectives]
+maximize = ["dice:mean", "hd95:liver", "dice:kidney"]
+minimize = ["flops"]
+constraints = ["params < 5", "latency_ms <= 5"]
+[sampler]
+name = "cmaes"
+"""
+
+
+def test_every_problem_of_a_study_file_is_one_line_naming_file_and_key(tmp_path):
+    from studies.sweepfile import load_study
+
+    path = write_study(tmp_path, text=BROKEN)
+    with pytest.raises(PlanError) as info:
+        load_study(path)
+    lines = str(info.value).splitlines()
+    where = str(path)
+    expected = [
+        f"{where}: n_trials must be >= 1, got 0",
+        f"{where}: a sweep takes one [[datasets]] entry (its objectives name its regions), got 2: "
+        "lits, lits2",
+        f"{where}: [search] prune_ratio: 0.95 is above 0.9",
+        f"{where}: [search] family: 'unte' is not a model family a sweep can size (did you mean 'unet'?); "
+        "families: lfunet, unet, unet3p, unetpp",
+        f"{where}: [objectives] maximize: 'hd95:liver' is to be minimized (list it under minimize)",
+        f"{where}: [objectives] maximize: 'dice:kidney': region 'kidney' is not one of the dataset's regions "
+        "(liver, tumor) or 'mean'",
+        f"{where}: [objectives] minimize: 'flops' is not a figure; costs: params, gmacs, latency_ms, "
+        "peak_mb, train_seconds; scores: METRIC:REGION with METRIC in dice, hd95",
+        f"{where}: [objectives] constraints: 'params < 5' must look like 'FIGURE <= NUMBER' or "
+        "'FIGURE >= NUMBER' (e.g. 'params <= 100_000')",
+        f"{where}: [sampler]: name 'cmaes' is not one of nsga2, tpe, gp",
+    ]
+    for line in expected:
+        assert line in lines, (line, lines)
+    assert any(line.startswith(f"{where}: [search]: unknown key 'widht'") for line in lines), lines
+    assert lines[0] == f"{len(lines) - 1} problem(s) in study:"
+    assert len(lines) - 1 == 10  # nothing else, and nothing reported twice
+
+
+def test_groups_that_divide_no_width_and_settings_no_family_takes_are_refused(tmp_path):
+    from studies.sweepfile import load_study
+
+    text = STUDY.format(n_trials=2, constraints="[]").replace("groups = [1, 2, 4, 8]", "groups = [8]")
+    with pytest.raises(PlanError, match=r"\[search\] groups: no value of \[8\] divides base_width 4, 12 of "
+                                        r"'lfunet'; add 1 or narrow base_width"):
+        load_study(write_study(tmp_path, text=text))
+    text = STUDY.format(n_trials=2, constraints="[]").replace('family = ["lfunet", "unet", "unetpp"]',
+                                                              'family = ["unet"]')
+    with pytest.raises(PlanError) as info:
+        load_study(write_study(tmp_path, text=text))
+    lines = str(info.value).splitlines()
+    at = f"{tmp_path / 'fake.toml'}: [search]"
+    assert f"{at} groups: none of the families ['unet'] takes 'groups'" in lines
+    assert f"{at} prune_level: none of the families ['unet'] takes 'prune_level'" in lines
+
+
+def test_cli_prints_a_study_problem_as_one_line(tmp_path, capsys):
+    from lfubench.cli import main
+
+    path = write_study(tmp_path, text=STUDY.format(n_trials=2, constraints='["params <= 1k"]'))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lfubench sweep: error: 1 problem(s) in study:",
+                   f"  {path}: [objectives] constraints: 'params <= 1k' must look like 'FIGURE <= NUMBER' or "
+                   "'FIGURE >= NUMBER' (e.g. 'params <= 100_000')"]
+
+
+# --- the conditional space --------------------------------------------------------------------
+
+
+def test_conditional_space_never_draws_a_model_that_cannot_be_built(tmp_path):
+    from studies.sweepfile import load_study
+
+    text = STUDY.format(n_trials=2, constraints="[]").replace(
+        'family = ["lfunet", "unet", "unetpp"]', 'family = ["lfunet", "unet", "unetpp", "unet3p"]').replace(
+        "base_width = [4, 8, 12]", "base_width = {low = 2, high = 16, step = 2}").replace(
+        "prune_level = [2, 4]", "prune_level = [1, 2, 3, 4]\ndeep_supervision = [true, false]\n"
+        'skip_mode = ["full", "nested"]\nprune_mode = ["finetune", "init"]\nfinetune_epochs = [1, 2]')
+    space = load_study(write_study(tmp_path, text=text)).space
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = Counter()
+    for _ in range(120):
+        trial = study.ask()
+        spec = space.suggest(trial)  # Optuna raises if a name kept two distributions
+        models.create_model(spec.name, in_channels=3, num_classes=3, **spec.kwargs)
+        seen[spec.name] += 1
+        width = spec.kwargs["base_width"]
+        if spec.name == "lfunet":
+            assert width % spec.kwargs["groups"] == 0
+            groups_names = [k for k in trial.params if k.startswith("groups")]
+            assert groups_names == [f"groups@w{width}"]
+        else:
+            assert "groups" not in spec.kwargs and "skip_mode" not in spec.kwargs
+        if spec.name in ("unet", "unet3p"):
+            assert "prune_level" not in spec.kwargs and "deep_supervision" not in spec.kwargs
+        pruned = spec.prune_ratio > 0
+        assert ("prune_mode" in trial.params) == pruned
+        assert ("finetune_epochs" in trial.params) == (pruned and spec.prune_mode == "finetune")
+        study.tell(trial, [0.5, 1.0])
+    assert set(seen) == {"lfunet", "unet", "unetpp", "unet3p"}
+    # widths 2, 6, 10 and 14 allow only groups 1 and 2: per-width names there, one name each
+    names = {k for t in study.trials for k in t.params if k.startswith("groups")}
+    assert "groups@w2" in names and "groups@w8" in names and "groups" not in names
+
+
+def test_per_family_settings_override_the_shared_ones(tmp_path):
+    from studies.sweepfile import load_study
+
+    text = STUDY.format(n_trials=2, constraints="[]") + "\n[search.unet]\nbase_width = [2, 3]\n"
+    space = load_study(write_study(tmp_path, text=text)).space
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    widths = Counter()
+    for _ in range(40):
+        trial = study.ask()
+        spec = space.suggest(trial)
+        widths[(spec.name, spec.kwargs["base_width"])] += 1
+        if spec.name == "unet":
+            assert "unet.base_width" in trial.params and "base_width" not in trial.params
+        study.tell(trial, 0.0)
+    assert {w for f, w in widths if f == "unet"} == {2, 3}
+    assert {w for f, w in widths if f != "unet"} == {4, 8, 12}
+
+
+# --- objectives and constraints ---------------------------------------------------------------
+
+
+def test_objective_figures_come_from_the_final_model_at_its_level():
+    from studies.objectives import FigureError, record_figures
+    from studies.schema import MeasureSpec, ModelSpec
+
+    spec = ModelSpec(name="lfunet", kwargs={"base_width": 8, "groups": 4, "prune_level": 2})
+    record = fake_record(spec)
+    # a before-pruning stage and another level must not count
+    record["metrics"].append({"level": 2, "stage": "before-pruning", "case": "c1", "region": "liver",
+                              "metric": "dice", "value": 0.0})
+    record["metrics"].append({"level": 1, "stage": "final", "case": "c1", "region": "liver",
+                              "metric": "dice", "value": 0.0})
+    measure = MeasureSpec(batch_sizes=[8, 1])
+    figs = record_figures(record, ["dice:mean", "dice:liver", "hd95:tumor", "params", "latency_ms",
+                                   "train_seconds"], measure)
+    dice = 0.4 + 0.32 + 0.05
+    assert figs["dice:liver"] == pytest.approx(dice + 0.1)
+    assert figs["dice:mean"] == pytest.approx(dice)
+    assert figs["hd95:tumor"] == pytest.approx(10 / 8)
+    params = record["efficiency"][0]["params"]
+    assert figs["params"] == params and figs["latency_ms"] == pytest.approx(0.008 * params)  # batch 8 first
+    assert figs["train_seconds"] == 1.5
+    for r in record["metrics"]:
+        if r["metric"] == "hd95":
+            r["value"] = math.nan
+    with pytest.raises(FigureError, match="hd95:tumor: no finite value"):
+        record_figures(record, ["hd95:tumor"], measure)
+
+
+def _run_fake(tmp_path, n_trials=6, constraints="[]", fail_slot=None, storage=None):
+    from studies.sweep import Sweep
+    from studies.sweepfile import load_study
+
+    study = load_study(write_study(tmp_path, n_trials=n_trials, constraints=constraints))
+    storage = storage or f"sqlite:///{tmp_path}/s.db"
+
+    def evaluate(spec, trial):
+        if trial.user_attrs.get("slot") == fail_slot:
+            raise FloatingPointError("training diverged: loss is nan at step 3")
+        return fake_record(spec)
+
+    sweep = Sweep(study, storage, EngineConfig(heartbeat_s=0.2, grace_s=30))
+    return sweep, sweep.run(evaluate)
+
+
+def test_constraints_mark_infeasible_trials_and_keep_them_off_the_front(tmp_path):
+    from studies.sweep import trials_frame
+
+    sweep, counts = _run_fake(tmp_path, n_trials=8, constraints='["params <= 60_000", "dice:mean >= 0.5"]')
+    assert counts == {"complete": 8, "failed": 0}
+    df = trials_frame(sweep.study, sweep.spec)
+    assert len(df) == 8
+    expect = (df["params <= 60000"] <= 60000) & (df["dice:mean >= 0.5"] >= 0.5)
+    assert (df["feasible"] == expect).all()
+    assert 0 < expect.sum() < 8  # the space has both kinds
+    assert set(df.loc[df["pareto"], "number"]) <= set(df.loc[df["feasible"], "number"])
+    for t in sweep.study.trials:
+        assert set(t.constraints) == {"params <= 60000", "dice:mean >= 0.5"}
+        assert t.constraints["params <= 60000"] == pytest.approx(t.user_attrs["objectives"]["params"] - 60000)
+    # the front is non-dominated among the feasible trials
+    feas = df[df["feasible"]]
+    for _, a in feas[feas["pareto"]].iterrows():
+        assert not ((feas["dice:mean"] >= a["dice:mean"]) & (feas["params"] <= a["params"])
+                    & ((feas["dice:mean"] > a["dice:mean"]) | (feas["params"] < a["params"]))).any()
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on_and_resumes_to_its_budget(tmp_path):
+    from studies.sweep import Sweep
+    from studies.sweepfile import load_study
+
+    sweep, counts = _run_fake(tmp_path, n_trials=5, fail_slot=2)
+    assert counts == {"complete": 4, "failed": 1}
+    failed = sweep.study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1 and failed[0].user_attrs["slot"] == 2
+    reason = failed[0].user_attrs["fail_reason"]
+    assert reason == "FloatingPointError: training diverged: loss is nan at step 3"
+    # the budget holds across runs: nothing left to do ...
+    _, again = _run_fake(tmp_path, n_trials=5)
+    assert again == {"complete": 0, "failed": 0}
+    # ... until it is raised
+    study = load_study(write_study(tmp_path, n_trials=7))
+    more = Sweep(study, f"sqlite:///{tmp_path}/s.db").run(lambda spec, trial: fake_record(spec))
+    assert more == {"complete": 2, "failed": 0}
+    slots = sorted(t.user_attrs["slot"] for t in sweep.study.get_trials())
+    assert slots == list(range(7))
+
+
+def test_an_objective_without_a_finite_value_fails_the_trial_with_its_reason(tmp_path):
+    from studies.sweep import Sweep
+    from studies.sweepfile import load_study
+
+    study = load_study(write_study(tmp_path, n_trials=2), overrides=['objectives.minimize=["hd95:tumor"]'])
+
+    def evaluate(spec, trial):
+        record = fake_record(spec)
+        for r in record["metrics"]:
+            r["value"] = math.nan if r["metric"] == "hd95" else r["value"]
+        return record
+
+    sweep = Sweep(study, f"sqlite:///{tmp_path}/s.db")
+    assert sweep.run(evaluate) == {"complete": 0, "failed": 2}
+    reasons = {t.user_attrs["fail_reason"] for t in sweep.study.trials}
+    assert reasons == {"objective hd95:tumor: no finite value in the trial's record (got nan)"}
+    assert all("metrics" in t.user_attrs for t in sweep.study.trials)  # the record is kept
+
+
+def test_a_study_of_another_objective_set_in_the_storage_is_refused(tmp_path):
+    from studies.sweep import Sweep
+    from studies.sweepfile import load_study
+
+    _run_fake(tmp_path, n_trials=1)
+    other = load_study(write_study(tmp_path, n_trials=1), overrides=['objectives.minimize=["gmacs"]'])
+    with pytest.raises(LfubenchError, match=r"study 'fake' in this storage optimises \['dice:mean', "
+                                            r"'params'\]"):
+        Sweep(other, f"sqlite:///{tmp_path}/s.db")
+
+
+def test_unreachable_storage_and_missing_driver_are_one_line(tmp_path):
+    from studies.sweep import Sweep
+    from studies.sweepfile import load_study
+
+    study = load_study(write_study(tmp_path, n_trials=1))
+    with pytest.raises(LfubenchError, match=r"^storage postgresql://u:\*\*\*@127.0.0.1:1/x: cannot connect"):
+        Sweep(study, "postgresql://u:secret@127.0.0.1:1/x")
+    with pytest.raises(LfubenchError,
+                       match=r"^storage mysql://u:\*\*\*@h/x: its database driver is not installed"):
+        Sweep(study, "mysql://u:secret@h/x")
+
+
+# --- several workers, lost workers ------------------------------------------------------------
+
+
+def _complete_by_slot(study_path: Path, storage: str) -> dict[int, list]:
+    from studies.engine import make_storage
+    from studies.sweepfile import load_study
+
+    stored = optuna.load_study(study_name=load_study(study_path).name, storage=make_storage(storage))
+    out: dict[int, list] = {}
+    for t in stored.get_trials(states=(TrialState.COMPLETE,)):
+        out.setdefault(t.user_attrs["slot"], []).append(t)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_workers_run_exactly_n_trials(tmp_path, kind):
+    storage = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal:{tmp_path}/s.log"
+    study = write_study(tmp_path, n_trials=6)
+    log = tmp_path / "runs.log"
+    procs = [worker(str(study), storage, log, 0.3) for _ in range(2)]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    starts = Counter(line.split()[2] for line in log.read_text().splitlines())
+    assert starts == Counter({str(k): 1 for k in range(6)})  # every slot run once, by one worker
+    done = _complete_by_slot(study, storage)
+    assert sorted(done) == list(range(6)) and all(len(v) == 1 for v in done.values())
+    assert all("'complete': 0" not in o for o in outs), outs  # both took part
+
+
+def test_killed_worker_loses_only_its_trial_which_is_retried_with_its_parameters(tmp_path):
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = write_study(tmp_path, n_trials=4)
+    log = tmp_path / "runs.log"
+    first = worker(str(study), storage, log, 0.8)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.exists() and "start 1 1" in log.read_text()):
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    time.sleep(2.0)  # past the grace period
+    rerun = worker(str(study), storage, log, 0.05)
+    assert rerun.communicate(timeout=120)[0].strip() == "{'complete': 3, 'failed': 0}"
+    done = _complete_by_slot(study, storage)
+    assert sorted(done) == [0, 1, 2, 3] and all(len(v) == 1 for v in done.values())
+    from studies.engine import make_storage
+
+    stored = optuna.load_study(study_name="fake", storage=make_storage(storage))
+    lost = stored.get_trials(states=(TrialState.FAIL,))
+    assert len(lost) == 1 and lost[0].user_attrs["slot"] == 1 and lost[0].user_attrs["lost"] is True
+    assert lost[0].user_attrs["fail_reason"].startswith("worker lost: no heartbeat for")
+    retry = done[1][0]
+    assert retry.user_attrs["retry_of"] == lost[0].number and retry.params == lost[0].params
+    third = worker(str(study), storage, log, 0.05)
+    assert third.communicate(timeout=60)[0].strip() == "{'complete': 0, 'failed': 0}"
+
+
+if __name__ == "__main__":
+    _main()
