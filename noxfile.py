@@ -1,4 +1,4 @@
-"""nox sessions for lfubench: tests, lint, bench (the main job) and zoo.
+"""nox sessions for lfubench: tests, lint, bench (the main job), sweep, dashboard and zoo.
 
 Every session installs a pinned, tested torch first (the CPU wheel ``torch==2.13.0`` by
 default). Set ``LFUBENCH_TORCH`` to another pip requirement (``torch==2.5.1``,
@@ -58,3 +58,22 @@ def bench(session: nox.Session) -> None:
     if not (args and args[0].endswith(".toml")):  # options only: they apply to the default plan
         args = ["studies/plans/default.toml", *([] if "--out" in args else ["--out", "runs/default"]), *args]
     session.run("lfubench", "bench", *args)
+
+
+@nox.session(python=PYTHON)
+def sweep(session: nox.Session) -> None:
+    """Run the LiTS example sweep (2 workers, CPU) into runs/lits-front and show its front."""
+    install_project(session, "postgres")  # a postgresql:// --storage works too
+    args = list(session.posargs)
+    if not (args and args[0].endswith(".toml")):  # options only: they apply to the LiTS example
+        args = ["studies/sweeps/lits.toml", *([] if "--workers" in args else ["--workers", "2"]), *args]
+    session.run("lfubench", "sweep", *args)
+
+
+@nox.session(python=PYTHON)
+def dashboard(session: nox.Session) -> None:
+    """Open a storage in optuna-dashboard: nox -s dashboard -- sqlite:///runs/lits-front/study.db."""
+    install_project(session, "dashboard", "postgres")
+    if not session.posargs:
+        session.error("give the storage after --: nox -s dashboard -- sqlite:///runs/lits-front/study.db")
+    session.run("optuna-dashboard", *session.posargs)

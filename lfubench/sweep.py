@@ -236,8 +236,9 @@ def show(args: argparse.Namespace, study) -> int:
         if not hv.empty:
             col = "hypervolume" if "hypervolume" in hv else "best"
             marks = sorted({len(hv) // 4, len(hv) // 2, 3 * len(hv) // 4, len(hv)} - {0})
+            ref = hv["reference"].iloc[0] if "reference" in hv else ""
             print(f"\n{col} by trial count: " + ", ".join(f"{k}: {hv[col].iloc[k - 1]:.4g}" for k in marks)
-                  + (f" (reference {hv['reference'].iloc[0]})" if "reference" in hv else ""))
+                  + (f" (reference {ref})" if ref else ""))
         for name in dict.fromkeys(imp["objective"]):
             sel = imp[imp["objective"] == name]
             pairs = zip(sel["parameter"], sel["importance"], strict=True)

@@ -34,7 +34,7 @@ def front_table(trials: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> 
     front = trials[trials["pareto"]]
     first, direction = objectives[0]
     front = front.sort_values(first, ascending=direction != "maximize")
-    params = [c for c in trials.columns if c.startswith("p:")]
+    params = [c for c in trials.columns if c.startswith("p:") and c != "p:family"]
     cols = ["number", "family", "label", *[n for n, _ in objectives], *params]
     out = front[cols].rename(columns={c: c[2:] for c in params})
     return out.reset_index(drop=True)
@@ -42,6 +42,8 @@ def front_table(trials: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> 
 
 def format_front(front: pd.DataFrame, fmt: str = "md", header: str | None = None) -> str:
     """The front as Markdown, CSV or JSON (the one text formatter of :mod:`reports.text`)."""
+    if front.empty and fmt == "md":
+        return (header + "\n\n" if header else "") + "(no complete feasible trial yet: the front is empty)"
     rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
             for r in front.astype(object).where(front.notna(), None).to_dict("records")]
     return format_rows(rows, fmt, header=header)
