@@ -58,7 +58,15 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgres") else None
     shown = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)  # never print a password
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                # workers (on several machines) starting together on an empty database race to
+                # create Optuna's tables; the loser finds them made a moment later
+                if attempt == 4:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except ImportError as err:
         cause = err.__cause__ or err
         raise LfubenchError(f"storage {shown}: its database driver is not installed ({cause}); "
