@@ -3,13 +3,15 @@ the original authors' forward functions.
 
 ``create_model(name, **kwargs)`` builds a registered model named ``name``; a bad model
 configuration raises ``ModelConfigError`` (a ``ValueError``; ``UnknownModelError`` for an
-unknown name is one too).
+unknown name is one too). ``prune_channels(model, ratio)`` returns a channel-pruned, genuinely
+smaller model of the same family (:mod:`models.pruning`).
 """
 
 from . import lfunet, unet, unet3p, unetpp  # noqa: F401  (registers the models)
 from ._registry import create_model, list_models, register_model
 from .blocks import SegmentationNet
 from .errors import ModelConfigError, UnknownModelError
+from .pruning import prune_channels, zero_removed
 
 __all__ = [
     "ModelConfigError",
@@ -17,5 +19,7 @@ __all__ = [
     "UnknownModelError",
     "create_model",
     "list_models",
+    "prune_channels",
     "register_model",
+    "zero_removed",
 ]

@@ -70,7 +70,10 @@ def register_model(fn: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn
                 f"its arguments: {', '.join(accepted)}"
             )
         with building(name):
-            return fn(**kwargs)
+            model = fn(**kwargs)
+        if hasattr(model, "config") and getattr(model, "model_name", None) == name:
+            model.config = {"name": name, **kwargs}
+        return model
 
     _MODELS[name] = build
     return build

@@ -25,6 +25,7 @@ from contextvars import ContextVar
 import torch
 from torch import nn
 
+from .channels import Layer, resolve_widths
 from .errors import ModelConfigError
 
 _BUILDING: ContextVar[str | None] = ContextVar("lfubench_model_name", default=None)
@@ -67,6 +68,28 @@ class SegmentationNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.model_name: str = _BUILDING.get() or type(self).__name__
+        #: ``{"name": ..., **kwargs}``: ``models.create_model(**model.config)`` rebuilds this
+        #: architecture (set by the registry; ``None`` for a class used directly)
+        self.config: dict | None = None
+        #: width of every channel set (see :mod:`models.channels`)
+        self.widths: dict[str, int] = {}
+
+    def channel_layers(self, level: int | None = None) -> list[Layer]:  # pragma: no cover
+        """The model's convolutions over named channel sets (:mod:`models.channels`); at
+        ``level`` instead of the model's own pruning level for models with levels."""
+        raise NotImplementedError
+
+    def default_widths(self, level: int | None = None) -> dict[str, int]:  # pragma: no cover
+        """The width of every channel set before any ``widths`` override."""
+        raise NotImplementedError
+
+    def _resolve_widths(self, widths, level: int | None = None) -> dict[str, int]:
+        """Set ``self.widths`` from the defaults and ``widths``; checked against the layers.
+        Sets that only the full-depth model (``level`` 4) builds are accepted and ignored."""
+        full = set(self.default_widths(4)) if getattr(self, "prune_level", 4) != 4 else ()
+        self.widths = resolve_widths(self.model_name, self.channel_layers(), self.default_widths(), widths,
+                                     elsewhere=full)
+        return self.widths
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` if ``x`` is not ``(B, in_channels, H, W)`` with H, W valid."""
@@ -197,7 +220,8 @@ class ConvBNReLU(nn.Sequential):
 
 
 class DoubleConv(nn.Sequential):
-    """Two :class:`ConvBNReLU`; ``groups`` applies to each, ``first_groups`` overrides the first."""
+    """Two :class:`ConvBNReLU`; ``groups`` applies to each, ``first_groups`` overrides the first;
+    the first produces ``mid_channels`` (default ``out_channels``)."""
 
     def __init__(
         self,
@@ -207,11 +231,13 @@ class DoubleConv(nn.Sequential):
         first_groups: int | None = None,
         norm: bool = True,
         dropout: float = 0.0,
+        mid_channels: int | None = None,
     ) -> None:
         g1 = groups if first_groups is None else first_groups
+        mid = out_channels if mid_channels is None else mid_channels
         super().__init__(
-            ConvBNReLU(in_channels, out_channels, g1, norm, dropout),
-            ConvBNReLU(out_channels, out_channels, groups, norm, dropout),
+            ConvBNReLU(in_channels, mid, g1, norm, dropout),
+            ConvBNReLU(mid, out_channels, groups, norm, dropout),
         )
 
 

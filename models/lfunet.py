@@ -53,6 +53,7 @@ from .blocks import (
     stage_widths,
     upsample,
 )
+from .channels import INPUT, Layer, double_conv
 from .errors import ModelConfigError
 
 SKIP_MODES = ("full", "nested")
@@ -110,6 +111,11 @@ class LFUNet(SegmentationNet):
             authors do; ``False`` gives every skip its own. Defaults to True.
         head_merge: ``"mean"`` (mean of the heads, the authors' output) or ``"last"``.
             Defaults to ``"mean"``.
+        widths: channel-set widths overriding the defaults (``x{i}_{j}.mid`` and ``x{i}_{j}``
+            for every node, ``t.KEY`` for each transition); each a multiple of ``groups``,
+            equal for the transitions concatenated into one node and for the nodes read by
+            one shared transition or the shared head. A channel-pruned model carries them
+            (:mod:`models.pruning`). Defaults to None.
 
     Input ``(B, in_channels, H, W)`` with H and W divisible by 16; output
     ``(B, num_classes, H, W)``. Weights load from a full model of the same configuration
@@ -127,6 +133,7 @@ class LFUNet(SegmentationNet):
         skip_mode: str = "full",
         share_transitions: bool = True,
         head_merge: str = "mean",
+        widths: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         name = self.model_name
@@ -141,29 +148,71 @@ class LFUNet(SegmentationNet):
         check_choice(name, "head_merge", head_merge, ("last", "mean"))
         self.in_channels, self.num_classes = in_channels, num_classes
         self.deep_supervision, self.prune_level, self.head_merge = deep_supervision, prune_level, head_merge
+        self.base_width, self.groups = base_width, groups
+        self.skip_mode, self.share_transitions = skip_mode, share_transitions
         self.dedupe = True
-        n, g = base_width, groups
-        w = stage_widths(n)
-        self.encoder = nn.ModuleDict(
-            {_node(i, 0): DoubleConv(in_channels if i == 0 else w[i - 1], w[i], g, first_groups=g if i else 1)
-             for i in range(prune_level + 1)}
-        )
+        g = groups
+        w = self._resolve_widths(widths)
+        self.encoder = nn.ModuleDict()
+        for i in range(prune_level + 1):
+            c_in = in_channels if i == 0 else w[_node(i - 1, 0)]
+            self.encoder[_node(i, 0)] = DoubleConv(c_in, w[_node(i, 0)], g, first_groups=g if i else 1,
+                                                   mid_channels=w[f"{_node(i, 0)}.mid"])
         self.nodes = level_nodes(prune_level)
-        self.skips = {
-            node: node_skips(*node, skip_mode=skip_mode, share_transitions=share_transitions)
-            for node in self.nodes
-        }
-        self.decoder = nn.ModuleDict(
-            {_node(*node): DoubleConv(len(self.skips[node]) * n, n, g) for node in self.nodes}
-        )
-        width = {}  # transition key -> input width, in order of first use
+        self.skips = {node: self._node_skips(node) for node in self.nodes}
+        self.decoder = nn.ModuleDict()
         for node in self.nodes:
-            for s in self.skips[node]:
-                width.setdefault(s.transition, w[s.source[0]] if s.source[1] == 0 else n)
+            c_in = sum(w[f"t.{s.transition}"] for s in self.skips[node])
+            self.decoder[_node(*node)] = DoubleConv(c_in, w[_node(*node)], g,
+                                                    mid_channels=w[f"{_node(*node)}.mid"])
+        sources = self._transition_sources(self.nodes)
         self.transitions = nn.ModuleDict(
-            {key: nn.Conv2d(c, n, 3, padding=1, groups=g) for key, c in width.items()}
+            {key: nn.Conv2d(w[src[0]], w[f"t.{key}"], 3, padding=1, groups=g) for key, src in sources.items()}
         )
-        self.head = nn.Conv2d(n, num_classes, 1)
+        first_head = head_levels(prune_level, deep_supervision)[0]  # the heads' sources share one width
+        self.head = nn.Conv2d(w[f"x0_{first_head}"], num_classes, 1)
+
+    def _node_skips(self, node: tuple[int, int]) -> list[Skip]:
+        return node_skips(*node, skip_mode=self.skip_mode, share_transitions=self.share_transitions)
+
+    def _transition_sources(self, nodes) -> dict[str, list[str]]:
+        """Transition key -> the nodes it reads (in order of first use)."""
+        out: dict[str, list[str]] = {}
+        for node in nodes:
+            for s in self._node_skips(node):
+                srcs = out.setdefault(s.transition, [])
+                if _node(*s.source) not in srcs:
+                    srcs.append(_node(*s.source))
+        return out
+
+    def default_widths(self, level: int | None = None) -> dict[str, int]:
+        level = self.prune_level if level is None else level
+        w, n = stage_widths(self.base_width), self.base_width
+        out = {}
+        for i in range(level + 1):
+            out[f"{_node(i, 0)}.mid"] = out[_node(i, 0)] = w[i]
+        nodes = level_nodes(level)
+        out.update({f"t.{key}": n for key in self._transition_sources(nodes)})
+        for node in nodes:
+            out[f"{_node(*node)}.mid"] = out[_node(*node)] = n
+        return out
+
+    def channel_layers(self, level: int | None = None) -> list[Layer]:
+        level = self.prune_level if level is None else level
+        g = self.groups
+        layers = []
+        for i in range(level + 1):
+            source = (INPUT,) if i == 0 else (_node(i - 1, 0),)
+            layers += double_conv(f"encoder.{_node(i, 0)}", _node(i, 0), source, groups=g,
+                                  first_groups=g if i else 1)
+        nodes = level_nodes(level)
+        for key, srcs in self._transition_sources(nodes).items():
+            layers.append(Layer(f"transitions.{key}", f"t.{key}", tuple((src,) for src in srcs), g))
+        for node in nodes:
+            inputs = tuple(f"t.{s.transition}" for s in self._node_skips(node))
+            layers += double_conv(f"decoder.{_node(*node)}", _node(*node), inputs, groups=g)
+        heads = tuple((f"x0_{k}",) for k in head_levels(level, self.deep_supervision))
+        return [*layers, Layer("head", None, heads)]
 
     def _skip_input(self, s: Skip, out: dict, cache: dict | None) -> torch.Tensor:
         def resampled() -> torch.Tensor:

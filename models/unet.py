@@ -21,6 +21,13 @@ from .blocks import (
     check_probability,
     stage_widths,
 )
+from .channels import INPUT, Layer, double_conv
+
+
+def _below(i: int) -> str:
+    """The node decoder node ``x{i}_{4-i}`` upsamples: the bottom encoder node or the decoder
+    node one row deeper."""
+    return "x4_0" if i == 3 else f"x{i + 1}_{3 - i}"
 
 
 class UNet(SegmentationNet):
@@ -36,6 +43,9 @@ class UNet(SegmentationNet):
         up_mode: ``"bilinear"`` (parameter-free, keeps the channels) or ``"deconv"``
             (2x2 stride-2 transposed convolution to the next stage's width). Defaults to
             ``"bilinear"``.
+        widths: channel-set widths overriding the defaults (``x{i}_0.mid``, ``x{i}_0``,
+            ``x{i}_{4-i}.mid``, ``x{i}_{4-i}``, ``up.x{i}_{4-i}`` with deconv upsampling);
+            a channel-pruned model carries them (:mod:`models.pruning`). Defaults to None.
 
     Input ``(B, in_channels, H, W)`` with H and W divisible by 16; output logits
     ``(B, num_classes, H, W)``. Each decoder node concatenates the upsampled deeper node
@@ -50,6 +60,7 @@ class UNet(SegmentationNet):
         norm: bool = True,
         dropout: float = 0.0,
         up_mode: str = "bilinear",
+        widths: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         name = self.model_name
@@ -58,18 +69,47 @@ class UNet(SegmentationNet):
         check_probability(name, dropout=dropout)
         check_choice(name, "up_mode", up_mode, ("bilinear", "deconv"))
         self.in_channels, self.num_classes = in_channels, num_classes
-        w = stage_widths(base_width)
+        self.base_width, self.norm, self.up_mode = base_width, norm, up_mode
+        w = self._resolve_widths(widths)
         unit = dict(norm=norm, dropout=dropout)
         self.encoder = nn.ModuleDict()
         for i in range(5):
-            self.encoder[f"x{i}_0"] = DoubleConv(in_channels if i == 0 else w[i - 1], w[i], **unit)
+            node = f"x{i}_0"
+            c_in = in_channels if i == 0 else w[f"x{i - 1}_0"]
+            self.encoder[node] = DoubleConv(c_in, w[node], mid_channels=w[f"{node}.mid"], **unit)
         self.up = nn.ModuleDict()
         self.decoder = nn.ModuleDict()
         for i in range(3, -1, -1):
-            name = f"x{i}_{4 - i}"
-            self.up[name] = Up(w[i + 1], w[i], up_mode)
-            self.decoder[name] = DoubleConv(self.up[name].out_channels + w[i], w[i], **unit)
-        self.head = nn.Conv2d(w[0], num_classes, 1)
+            node, src = f"x{i}_{4 - i}", _below(i)
+            self.up[node] = Up(w[src], w.get(f"up.{node}", 0), up_mode)
+            c_in = self.up[node].out_channels + w[f"x{i}_0"]
+            self.decoder[node] = DoubleConv(c_in, w[node], mid_channels=w[f"{node}.mid"], **unit)
+        self.head = nn.Conv2d(w["x0_4"], num_classes, 1)
+
+    def default_widths(self, level: int | None = None) -> dict[str, int]:
+        w = stage_widths(self.base_width)
+        out = {}
+        for i in range(5):
+            out[f"x{i}_0.mid"] = out[f"x{i}_0"] = w[i]
+        for i in range(3, -1, -1):
+            node = f"x{i}_{4 - i}"
+            if self.up_mode == "deconv":
+                out[f"up.{node}"] = w[i]
+            out[f"{node}.mid"] = out[node] = w[i]
+        return out
+
+    def channel_layers(self, level: int | None = None) -> list[Layer]:
+        layers = []
+        for i in range(5):
+            layers += double_conv(f"encoder.x{i}_0", f"x{i}_0", (INPUT,) if i == 0 else (f"x{i - 1}_0",),
+                                  norm=self.norm)
+        for i in range(3, -1, -1):
+            node, src = f"x{i}_{4 - i}", _below(i)
+            if self.up_mode == "deconv":
+                layers.append(Layer(f"up.{node}.deconv", f"up.{node}", ((src,),)))
+                src = f"up.{node}"
+            layers += double_conv(f"decoder.{node}", node, (src, f"x{i}_0"), norm=self.norm)
+        return [*layers, Layer("head", None, (("x0_4",),))]
 
     def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
         self.check_input(x)

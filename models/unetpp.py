@@ -27,6 +27,7 @@ from .blocks import (
     level_nodes,
     stage_widths,
 )
+from .channels import INPUT, Layer, double_conv
 
 
 class UNetPlusPlus(SegmentationNet):
@@ -47,6 +48,9 @@ class UNetPlusPlus(SegmentationNet):
         dropout: dropout probability after every ReLU. Defaults to 0.
         up_mode: ``"bilinear"`` or ``"deconv"`` (2x2 transposed conv to the row's width).
             Defaults to ``"bilinear"``.
+        widths: channel-set widths overriding the defaults (``x{i}_{j}.mid`` and ``x{i}_{j}``
+            for every node, ``up.x{i}_{j}`` with deconv upsampling); a channel-pruned model
+            carries them (:mod:`models.pruning`). Defaults to None.
 
     Node ``x{i}_{j}`` concatenates ``up(x{i+1}_{j-1})`` (first) with ``x{i}_0 .. x{i}_{j-1}``.
     Input ``(B, in_channels, H, W)`` with H and W divisible by 16; output
@@ -64,6 +68,7 @@ class UNetPlusPlus(SegmentationNet):
         norm: bool = True,
         dropout: float = 0.0,
         up_mode: str = "bilinear",
+        widths: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         name = self.model_name
@@ -75,22 +80,52 @@ class UNetPlusPlus(SegmentationNet):
         check_choice(name, "up_mode", up_mode, ("bilinear", "deconv"))
         self.in_channels, self.num_classes = in_channels, num_classes
         self.deep_supervision, self.prune_level, self.head_merge = deep_supervision, prune_level, head_merge
-        w = stage_widths(base_width)
+        self.base_width, self.norm, self.up_mode = base_width, norm, up_mode
+        w = self._resolve_widths(widths)
         unit = dict(norm=norm, dropout=dropout)
-        self.encoder = nn.ModuleDict(
-            {f"x{i}_0": DoubleConv(in_channels if i == 0 else w[i - 1], w[i], **unit)
-             for i in range(prune_level + 1)}
-        )
+        self.encoder = nn.ModuleDict()
+        for i in range(prune_level + 1):
+            c_in = in_channels if i == 0 else w[f"x{i - 1}_0"]
+            self.encoder[f"x{i}_0"] = DoubleConv(c_in, w[f"x{i}_0"], mid_channels=w[f"x{i}_0.mid"], **unit)
         self.nodes = level_nodes(prune_level)
         self.up = nn.ModuleDict()
         self.decoder = nn.ModuleDict()
         for i, j in self.nodes:
             node = f"x{i}_{j}"
-            self.up[node] = Up(w[i + 1], w[i], up_mode)
-            self.decoder[node] = DoubleConv(self.up[node].out_channels + j * w[i], w[i], **unit)
-        self.heads = nn.ModuleDict(
-            {f"l{k}": nn.Conv2d(w[0], num_classes, 1) for k in head_levels(prune_level, deep_supervision)}
-        )
+            self.up[node] = Up(w[f"x{i + 1}_{j - 1}"], w.get(f"up.{node}", 0), up_mode)
+            c_in = self.up[node].out_channels + sum(w[f"x{i}_{m}"] for m in range(j))
+            self.decoder[node] = DoubleConv(c_in, w[node], mid_channels=w[f"{node}.mid"], **unit)
+        self.heads = nn.ModuleDict({f"l{k}": nn.Conv2d(w[f"x0_{k}"], num_classes, 1)
+                                    for k in head_levels(prune_level, deep_supervision)})
+
+    def default_widths(self, level: int | None = None) -> dict[str, int]:
+        w = stage_widths(self.base_width)
+        level = self.prune_level if level is None else level
+        out = {}
+        for i in range(level + 1):
+            out[f"x{i}_0.mid"] = out[f"x{i}_0"] = w[i]
+        for i, j in level_nodes(level):
+            node = f"x{i}_{j}"
+            if self.up_mode == "deconv":
+                out[f"up.{node}"] = w[i]
+            out[f"{node}.mid"] = out[node] = w[i]
+        return out
+
+    def channel_layers(self, level: int | None = None) -> list[Layer]:
+        level = self.prune_level if level is None else level
+        layers = []
+        for i in range(level + 1):
+            layers += double_conv(f"encoder.x{i}_0", f"x{i}_0", (INPUT,) if i == 0 else (f"x{i - 1}_0",),
+                                  norm=self.norm)
+        for i, j in level_nodes(level):
+            node, src = f"x{i}_{j}", f"x{i + 1}_{j - 1}"
+            if self.up_mode == "deconv":
+                layers.append(Layer(f"up.{node}.deconv", f"up.{node}", ((src,),)))
+                src = f"up.{node}"
+            layers += double_conv(f"decoder.{node}", node, (src, *(f"x{i}_{m}" for m in range(j))),
+                                  norm=self.norm)
+        return layers + [Layer(f"heads.l{k}", None, ((f"x0_{k}",),))
+                         for k in head_levels(level, self.deep_supervision)]
 
     def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
         self.check_input(x)

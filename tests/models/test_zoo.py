@@ -205,7 +205,7 @@ def test_unknown_keywords_are_all_named_and_the_known_ones_listed():
     with pytest.raises(models.ModelConfigError) as info:
         models.create_model("unet", groups=4, colour="red")
     assert str(info.value) == ("model 'unet' has no arguments 'groups', 'colour'; its arguments: "
-                               "in_channels, num_classes, base_width, norm, dropout, up_mode")
+                               "in_channels, num_classes, base_width, norm, dropout, up_mode, widths")
 
 
 def test_unknown_keyword_is_caught_when_a_preset_is_called_directly():
