@@ -77,3 +77,13 @@ def dashboard(session: nox.Session) -> None:
     if not session.posargs:
         session.error("give the storage after --: nox -s dashboard -- sqlite:///runs/lits-front/study.db")
     session.run("optuna-dashboard", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def report(session: nox.Session) -> None:
+    """Write the paper-style report of runs/default (or of the run folders given after --)."""
+    install_project(session)
+    args = list(session.posargs)
+    if not any(not a.startswith("-") for a in args) and "--storage" not in args:
+        args = ["runs/default", *args]
+    session.run("lfubench", "report", *args)

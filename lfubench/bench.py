@@ -126,10 +126,8 @@ def _work(args, plan, out: Path, engine, items: dict, done_before: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reports.build import build_outputs
     from studies.engine import Engine, EngineConfig
     from studies.plan import load_plan
-    from studies.records import collect
 
     if args.worker_tag:
         tagged = logging.Formatter(f"[{args.worker_tag}] %(levelname)s %(name)s: %(message)s")
@@ -169,8 +167,10 @@ def run(args: argparse.Namespace) -> int:
         if state == "failed":
             print(f"failed: {item_id}: {engine.fail_reason(item_id)}", file=sys.stderr)
     if not args.no_report:
-        results, efficiency, item_table = collect(engine.completed())
-        written = build_outputs(out, results, efficiency, item_table, f"lfubench: {plan.name}")
+        from lfubench.report import run_record, write_report
+
+        trials = engine.study.get_trials(deepcopy=False)
+        written = write_report(out, [run_record(out, trials)], f"lfubench: {plan.name}")
         print((out / "table.md").read_text())
         log.info("wrote %s", ", ".join(str(p) for paths in written.values() for p in paths))
     if args.worker_tag:  # a worker started by --workers/--devices: the parent reports

@@ -14,7 +14,7 @@ import sys
 from bench.errors import LfubenchError
 from models import ModelConfigError
 
-SUBCOMMANDS = ["zoo", "data", "profile", "bench", "sweep"]
+SUBCOMMANDS = ["zoo", "data", "profile", "bench", "sweep", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

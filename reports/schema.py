@@ -58,3 +58,15 @@ def frame(rows: Iterable[dict], columns: Sequence[str]) -> pd.DataFrame:
     if "value" in df:
         df["value"] = pd.to_numeric(df["value"], errors="coerce")  # None (NaN in JSON) -> NaN
     return df
+
+
+class ReportInputError(ValueError):
+    """Input that a report cannot use (a missing column, an unreadable overlays file), with the
+    file or key named; the command line reports it as one line."""
+
+
+def require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    """Raise :class:`ReportInputError` naming ``what`` and the columns it lacks."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ReportInputError(f"{what} lacks the column(s) {', '.join(missing)}")

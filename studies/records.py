@@ -36,3 +36,75 @@ def collect(trials: Sequence) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
         if attrs.get("metrics") and "train" in attrs:
             items.append(item_row(attrs, attrs.get("item_seconds")))
     return frame(results, RESULT_COLUMNS), frame(efficiency, EFFICIENCY_COLUMNS), frame(items, ITEM_COLUMNS)
+
+
+def trial_item(trial) -> str | None:
+    """The plan item a trial ran (its fixed ``item`` parameter)."""
+    return (trial.params.get("item") or trial.user_attrs.get("item")
+            or trial.system_attrs.get("fixed_params", {}).get("item"))
+
+
+def failures(trials: Sequence) -> pd.DataFrame:
+    """Items without a COMPLETE trial, one row each: ``item``, ``state`` (``failed``,
+    ``running`` or ``waiting``), ``attempts`` (FAIL trials) and ``reason`` (the latest
+    failure's ``fail_reason``), in the order the items first appear."""
+    from optuna.trial import TrialState
+
+    by_item: dict[str, list] = {}
+    for t in trials:
+        item = trial_item(t)
+        if item is not None:
+            by_item.setdefault(item, []).append(t)
+    rows = []
+    for item, ts in by_item.items():
+        states = [t.state for t in ts]
+        if TrialState.COMPLETE in states:
+            continue
+        failed = sorted((t for t in ts if t.state == TrialState.FAIL), key=lambda t: t.number)
+        state = ("running" if TrialState.RUNNING in states else "waiting" if TrialState.WAITING in states
+                 else "failed")
+        rows.append({"item": item, "state": state, "attempts": len(failed),
+                     "reason": failed[-1].user_attrs.get("fail_reason", "") if failed else ""})
+    return pd.DataFrame(rows, columns=["item", "state", "attempts", "reason"])
+
+
+def environments(trials: Sequence) -> pd.DataFrame:
+    """The hardware and software record (``env``) of each COMPLETE trial, one row per item:
+    ``item`` and the record's fields."""
+    from optuna.trial import TrialState
+
+    rows = [{"item": trial_item(t), **t.user_attrs["env"]} for t in trials
+            if t.state == TrialState.COMPLETE and isinstance(t.user_attrs.get("env"), dict)]
+    return pd.DataFrame(rows)
+
+
+def splits(trials: Sequence) -> dict[str, dict[str, list[str]]]:
+    """Per dataset, the case ids of its train, val and test splits, as the COMPLETE trials
+    recorded them (the same for every item of a dataset)."""
+    from optuna.trial import TrialState
+
+    out: dict[str, dict[str, list[str]]] = {}
+    for t in trials:
+        attrs = t.user_attrs
+        if t.state != TrialState.COMPLETE or not attrs.get("metrics") or "splits" not in attrs:
+            continue
+        out.setdefault(attrs["metrics"][0]["dataset"], {k: list(v) for k, v in attrs["splits"].items()})
+    return out
+
+
+def load_trials(storage_url: str, study_name: str) -> list:
+    """Every trial of study ``study_name`` in ``storage_url`` (read only; nothing enqueued)."""
+    import optuna
+
+    from bench.errors import LfubenchError
+
+    from .engine import make_storage
+
+    storage = make_storage(storage_url)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise LfubenchError(f"storage {storage_url} has no study {study_name!r}"
+                            + (f"; it has: {', '.join(names)}" if names else "; it has none")) from None
+    return study.get_trials(deepcopy=False)

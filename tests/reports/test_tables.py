@@ -1,66 +1,187 @@
-"""Aggregated tables and Pareto frontiers."""
+"""Aggregated tables: means, spreads, counts, tests against the reference, and the three
+renderings (CSV, Markdown, LaTeX) of the same numbers."""
 
 from __future__ import annotations
 
 import math
+import re
+import statistics
 
 import pandas as pd
+import pytest
 
 from reports.pareto import frontier, write_pareto_plots
-from reports.tables import aggregate, cells, mean_score, to_latex, to_markdown, write_tables
+from reports.schema import EFFICIENCY_COLUMNS, RESULT_COLUMNS, frame, row
+from reports.tables import (
+    aggregate,
+    latex_escape,
+    mean_score,
+    results_display,
+    stats_display,
+    to_latex,
+    to_markdown,
+    write_tables,
+)
 from reports.text import format_number
+
+REF = [0.5] * 7 + [0.5]
+L4 = [0.6, 0.62, 0.64, 0.66, 0.68, 0.7, 0.72, math.nan]
+L1 = [0.45, 0.62, 0.3, 0.19, 0.0, 0.41, 0.37, math.nan]
+LABEL = "A_x & #1"
 
 
 def _tidy():
-    rows = []
-    values = {("a", 1): [0.8, 0.6], ("a", 4): [0.9, 0.7], ("b", 4): [0.5, math.nan]}
-    for (label, level), (v1, v2) in values.items():
-        for case, v in (("c1", v1), ("c2", v2)):
-            rows.append(dict(item=f"{label}|d|s0", model=label, label=label, dataset="d", seed=0, level=level,
-                             case=case, region="liver", metric="dice", value=v))
-    return pd.DataFrame(rows)
+    rows, eff = [], []
+    for label, model, level, values, params in (
+        ("ref", "unet", 0, REF, 1000),
+        (LABEL, "lfunet", 1, L1, 100),
+        (LABEL, "lfunet", 4, L4, 400),
+    ):
+        key = dict(
+            item=f"{label}|d|s0", model=model, label=label, dataset="d", seed=0, level=level, stage="final"
+        )
+        for c, v in enumerate(values):
+            rows.append(row(RESULT_COLUMNS, **key, case=f"c{c}", region="liver", metric="dice", value=v))
+        eff.append(
+            row(
+                EFFICIENCY_COLUMNS,
+                **key,
+                params=params,
+                gmacs=params / 1e4,
+                input="3x8x8",
+                device="cpu",
+                batch=1,
+                precision="fp32",
+                latency_ms=params / 100,
+                p90_ms=1.0,
+                peak_mb=50.0,
+                status="ok",
+            )
+        )
+    for seed, values in ((0, [0.4, 0.6]), (1, [0.5, 0.9])):  # a second dataset, two seeds
+        key = dict(
+            item=f"ref|e|s{seed}", model="unet", label="ref", dataset="e", seed=seed, level=0, stage="final"
+        )
+        rows += [
+            row(RESULT_COLUMNS, **key, case=f"k{c}", region="liver", metric="dice", value=v)
+            for c, v in enumerate(values)
+        ]
+    return frame(rows, RESULT_COLUMNS), frame(eff, EFFICIENCY_COLUMNS)
 
 
-def test_aggregate_means_sds_and_nan_counts():
-    table = aggregate(_tidy())
-    assert list(table["label"]) == ["a", "a", "b"]
-    assert table["dice liver"].tolist()[:2] == [0.7, 0.8]
-    assert table["dice liver sd"].iloc[0] == pd.Series([0.8, 0.6]).std()
-    assert table["dice liver nan"].tolist() == [0, 0, 1]  # the NaN case is counted, not dropped
-    assert table["dice liver"].iloc[2] == 0.5
+def test_aggregate_means_spreads_counts_and_tests():
+    results, eff = _tidy()
+    table = aggregate(results, eff, reference="ref")
+    d = table[table["dataset"] == "d"].set_index("level")
+    assert list(d["label"]) == ["ref", LABEL, LABEL] and list(d.index) == [0, 1, 4]
+    assert d.loc[4, "dice liver"] == pytest.approx(statistics.mean(L4[:7]))
+    assert d.loc[4, "dice liver sd"] == pytest.approx(statistics.stdev(L4[:7]))
+    assert d.loc[1, "dice liver nan"] == 1 and d.loc[1, "dice liver zero"] == 1  # counted, not averaged away
+    assert d.loc[4, "dice liver n"] == 7 and d.loc[0, "dice liver nan"] == 0
+    assert d.loc[4, "dice liver ci_lo"] < d.loc[4, "dice liver"] < d.loc[4, "dice liver ci_hi"]
+    # Wilcoxon against ref over the 7 paired cases: L4 all higher -> 2/2^7; L1: W+ = rank 3 of 7
+    # (one positive difference, 0.12, third smallest) -> subsets with rank sum <= 3: 5 -> 2 * 5/128
+    assert d.loc[4, "dice liver p"] == pytest.approx(2 / 128)
+    assert d.loc[1, "dice liver p"] == pytest.approx(10 / 128)
+    assert d.loc[4, "dice liver p_holm"] == pytest.approx(2 * 2 / 128)  # Holm: smallest of 2 times 2
+    assert d.loc[1, "dice liver p_holm"] == pytest.approx(10 / 128)
+    assert math.isnan(d.loc[0, "dice liver p"]) and bool(d.loc[0, "reference"])
+    assert d.loc[1, "params"] == 100 and d.loc[4, "latency_ms"] == 4.0
+    e = table[table["dataset"] == "e"].iloc[0]  # per case over seeds: 0.45, 0.75; per seed: 0.5, 0.7
+    assert e["dice liver"] == pytest.approx(0.6)
+    assert e["dice liver sd"] == pytest.approx(statistics.stdev([0.45, 0.75]))
+    assert e["dice liver sd_seed"] == pytest.approx(statistics.stdev([0.5, 0.7]))
+    assert e["seeds"] == 2
 
 
-def test_markdown_and_latex_render_every_row(tmp_path):
-    table = aggregate(_tidy())
-    md = to_markdown(table, {"d": "Dice (mean ± sd over cases)"})
-    assert md.splitlines()[:3] == ["**d**", "", "Dice (mean ± sd over cases)"]
-    assert "| a     |     4 | d       | 0.8000 ± 0.1414 |              0 |" in md  # one number format
-    tex = to_latex(table, "Dice")
-    assert r"\textbf{0.8000 $\pm$ 0.1414}" in tex  # best Dice of the dataset in bold
-    assert tex.count(r"\\") == 4  # header + three rows
-    paths = write_tables(table, tmp_path, "Dice")
-    assert [p.name for p in paths] == ["table.csv", "table.md", "table.tex"]
-    assert pd.read_csv(paths[0]).shape == table.shape
+def test_display_marks_significance_bold_and_families():
+    results, eff = _tidy()
+    table = aggregate(results, eff, reference="ref")
+    shown = results_display(table, {"d": "caption d"})[0]
+    assert shown.columns[:3] == ["Family", "Model", "Level"] and "Dice liver" in shown.columns
+    rows = {(r[1], r[2]): r for r in shown.rows}
+    dice = shown.columns.index("Dice liver")
+    assert (
+        rows[(LABEL, "L4")][dice] == f"{format_number(statistics.mean(L4[:7]))} ± "
+        f"{format_number(statistics.stdev(L4[:7]))}*"
+    )
+    assert not rows[(LABEL, "L1")][dice].endswith("*")  # p_Holm 0.078
+    assert rows[("ref (ref.)", "–")][0] == "unet" and rows[(LABEL, "L1")][0] == "lfunet"
+    assert rows[(LABEL, "L4")][0] == ""  # the family is named once per group
+    assert shown.group_starts == [1]
+    k4 = [k for k, r in enumerate(shown.rows) if r[2] == "L4"][0]
+    k1 = [k for k, r in enumerate(shown.rows) if r[2] == "L1"][0]
+    assert (k4, dice) in shown.bold and (k1, shown.columns.index("Params")) in shown.bold
+    stats = stats_display(table, "dice")[0]
+    cells = {r[2]: r for r in stats.rows}
+    assert cells["L4"][-2:] == ["0.016", "0.031*"] and cells["L1"][stats.columns.index("Dice 0")] == "1"
+    assert cells["L1"][stats.columns.index("NaN")] == "1"
 
 
-def test_one_number_format_for_every_table():
-    assert [format_number(v) for v in (0.08389, 1.0, 210.44, 12345.6, 47867, 0.0, None, float("nan"))] == [
-        "0.08389", "1.000", "210.4", "12,346", "47,867", "0", "–", "–"]
-    cell = cells(pd.DataFrame({"label": ["x_1 & y"], "level": [0], "dataset": ["d"], "dice liver": [0.5],
-                               "dice liver sd": [0.25]}))
-    assert cell == [{"label": "x_1 & y", "level": "0", "dataset": "d", "dice liver": "0.5000 ± 0.2500"}]
-    tex = to_latex(pd.DataFrame({"label": ["x_1 & y"], "level": [0], "dataset": ["d"], "dice liver": [0.5]}))
-    assert r"x\_1 \& y" in tex and "x_1" not in tex
+def test_latex_is_balanced_escaped_and_carries_the_csv_numbers(tmp_path):
+    results, eff = _tidy()
+    table = aggregate(results, eff, reference="ref")
+    paths = write_tables(table, tmp_path, {"d": "Dice_x 100% & more"})
+    assert [p.name for p in paths[:3]] == ["table.csv", "table.md", "table.tex"]
+    csv = pd.read_csv(paths[0])
+    tex = paths[2].read_text()
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 2
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 2
+    assert tex.count(r"\toprule") == tex.count(r"\bottomrule") == 2
+    bare = tex.replace(r"\{", "").replace(r"\}", "")
+    assert bare.count("{") == bare.count("}")  # braces balanced, escaped ones aside
+    assert r"\caption{Dice\_x 100\% \& more}" in tex
+    assert r"A\_x \& \#1" in tex and "A_x" not in tex
+    for block in tex.split(r"\begin{tabular}")[1:]:
+        spec = re.match(r"\{([lr]+)\}", block).group(1)
+        body = block.split(r"\toprule", 1)[1].split(r"\bottomrule")[0]
+        lines = [ln for ln in body.splitlines() if ln.endswith(r"\\")]
+        assert lines and all(len(re.split(r"(?<!\\)&", ln)) == len(spec) for ln in lines)
+    # the same numbers as the CSV, in the one number format
+    rows = [ln for ln in tex.splitlines() if ln.endswith(r"\\") and ("&" in ln) and "Family" not in ln]
+    for k, (_, r) in enumerate(csv.iterrows()):
+        assert format_number(float(r["dice liver"])) in rows[k]
+        assert latex_escape(format_number(float(r["dice liver sd"]))) in rows[k] or math.isnan(
+            r["dice liver sd"]
+        )
+    md = paths[1].read_text()
+    assert "Dice_x 100% & more" in md and f"**{format_number(statistics.mean(L4[:7]))}" in md
+    assert (tmp_path / "stats_dice.tex").read_text().count(r"\toprule") == 2
+
+
+def test_latex_escape_every_special_character():
+    assert (
+        latex_escape(r"a_b & c% $d# {e} ~f ^g \h ±")
+        == r"a\_b \& c\% \$d\# \{e\} \textasciitilde{}f \textasciicircum{}g \textbackslash{}h $\pm$"
+    )
+
+
+def test_markdown_shows_captions_and_every_row():
+    results, eff = _tidy()
+    md = to_markdown(results_display(aggregate(results, eff), {"d": "the caption"}))
+    assert md.splitlines()[:3] == ["**d**", "", "the caption"]
+    assert md.count("| lfunet") == 1 and md.count("A_x & #1") == 2
+    assert (
+        to_latex(results_display(aggregate(results, eff))).count(r"\midrule") == 3
+    )  # header + family; e: header
 
 
 def test_frontier_keeps_only_non_dominated_points(tmp_path):
-    pts = pd.DataFrame({"label": ["a", "b", "c", "d", "e"], "level": [4] * 5, "dataset": ["d"] * 5,
-                        "params": [10, 20, 30, 40, 25], "dice": [0.5, 0.4, 0.7, 0.69, 0.7]})
+    pts = pd.DataFrame(
+        {
+            "label": ["a", "b", "c", "d", "e"],
+            "model": ["m"] * 5,
+            "dataset": ["d"] * 5,
+            "params": [10, 20, 30, 40, 25],
+            "dice": [0.5, 0.4, 0.7, 0.69, 0.7],
+        }
+    )
     assert frontier(pts, "params", "dice")["label"].tolist() == ["a", "e"]
     paths = write_pareto_plots(pts, tmp_path)
-    assert [p.name for p in paths] == ["pareto_d_params.png"]
-    assert paths[0].stat().st_size > 10_000
+    assert [p.name for p in paths] == ["pareto_d_params.pdf"]
+    assert paths[0].read_bytes()[:5] == b"%PDF-" and paths[0].with_suffix(".png").stat().st_size > 10_000
 
 
-def test_mean_score_averages_regions_and_cases():
-    assert mean_score(_tidy())["dice"].tolist()[:2] == [0.7, 0.8]
+def test_mean_score_averages_regions():
+    table = pd.DataFrame({"dice liver": [0.6, 0.8], "dice tumor": [0.2, 0.4], "dice liver sd": [9.0, 9.0]})
+    assert mean_score(table).tolist() == pytest.approx([0.4, 0.6])
