@@ -390,6 +390,30 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on_and_resumes_to_its_bu
     assert slots == list(range(7))
 
 
+def test_a_timeout_alone_bounds_each_worker_and_a_rerun_goes_on(tmp_path):
+    from studies.sweep import Sweep
+    from studies.sweepfile import load_study
+
+    text = STUDY.format(n_trials=1, constraints="[]").replace("n_trials = 1", "timeout = 0.5")
+    study = load_study(write_study(tmp_path, text=text))
+    assert study.settings.n_trials is None and study.settings.timeout == 0.5
+
+    def evaluate(spec, trial):
+        time.sleep(0.2)
+        return fake_record(spec)
+
+    t0 = time.monotonic()
+    first = Sweep(study, f"sqlite:///{tmp_path}/s.db").run(evaluate)
+    took = time.monotonic() - t0
+    assert first["complete"] >= 1 and first["failed"] == 0
+    assert took < 0.5 + took / first["complete"] + 2.0  # no trial starts after 0.5 s
+    second = Sweep(study, f"sqlite:///{tmp_path}/s.db").run(evaluate)
+    assert second["complete"] >= 1
+    trials = Sweep(study, f"sqlite:///{tmp_path}/s.db").study.get_trials()
+    assert len(trials) == first["complete"] + second["complete"]
+    assert sorted(t.user_attrs["slot"] for t in trials) == list(range(len(trials)))
+
+
 def test_an_objective_without_a_finite_value_fails_the_trial_with_its_reason(tmp_path):
     from studies.sweep import Sweep
     from studies.sweepfile import load_study
