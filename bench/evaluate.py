@@ -183,3 +183,37 @@ def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, 
             pending.result()
             bar.update()
     return [{k: r[k] for k in ("case", "region", "metric", "value")} for r in acc.rows(nan_as_none=True)]
+
+
+#: the test slices kept per case for qualitative figures
+OVERLAY_SLICES_PER_CASE = 1
+
+
+def overlay_slices(model: nn.Module, cache: SliceCache, case_ids: list[str], *,
+                   device: str | torch.device = "cpu", channels_last: bool = True,
+                   precision: str = "fp32") -> dict[str, np.ndarray]:
+    """Test slices at network size for qualitative figures: per case, the slice with the most
+    reference foreground (chosen from the reference only, so every model of a dataset shows
+    the same slices), with the middle input channel, the reference and the model's arg-max.
+
+    Returns arrays ``case`` (K), ``slice`` (K, the slice's index in its case), ``image``
+    (K, S, S float32), ``label`` and ``pred`` (K, S, S uint8 class indices) and ``classes``
+    (the names of the class indices).
+    """
+    dataset = cache.meta["config"]["dataset"]
+    cases, slices, images, labels, preds = [], [], [], [], []
+    model.eval()
+    for cid in case_ids:
+        indices = cache.case_indices(cid)
+        _, y = cache.read_batch(indices)
+        order = np.argsort(-(y > 0).reshape(len(y), -1).sum(1), kind="stable")[:OVERLAY_SLICES_PER_CASE]
+        x, y = cache.read_batch(indices[np.sort(order)])
+        probs = batch_probabilities(model, x, device, channels_last, precision)
+        cases += [cid] * len(order)
+        slices += sorted(int(k) for k in order)
+        images.append(x[:, x.shape[1] // 2].astype(np.float32))
+        labels.append(y.astype(np.uint8))
+        preds.append(probs.argmax(1).numpy().astype(np.uint8))
+    return {"case": np.array(cases, dtype=str), "slice": np.array(slices, dtype=np.int64),
+            "image": np.concatenate(images), "label": np.concatenate(labels), "pred": np.concatenate(preds),
+            "classes": np.array(DATASETS[dataset].labels, dtype=str)}

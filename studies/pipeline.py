@@ -8,7 +8,8 @@ Run folder (``runs/NAME`` by default)::
     data/<dataset>/     generated phantoms, in the real LiTS / BraTS 2018 layouts
     cache/              preprocessed slice caches (one per dataset and preprocessing), each
                         with its splits (one file per split setting)
-    items/<item>/       best.pt (state dict) and train.json of each item
+    items/<item>/       best.pt (state dict), model.json (its create_model config), train.json and
+                        overlays.npz of each item; finetune/best.pt for a channel-pruned one
     results.csv, results.parquet, efficiency.csv, items.csv, table.{csv,md,tex}, pareto_*.png,
     report.pdf
 
@@ -48,9 +49,9 @@ from bench.data import (
 from bench.data.splits import read_splits, splits_path, write_splits
 from bench.datasets import dataset_info
 from bench.environment import environment_record, torch_threads
-from bench.evaluate import evaluate_cases
+from bench.evaluate import evaluate_cases, overlay_slices
 from bench.latency import profile
-from bench.train import seed_everything, train
+from bench.train import TrainConfig, seed_everything, train
 from reports.schema import EFFICIENCY_COLUMNS, RESULT_COLUMNS, row
 
 from .plan import Item, Plan
@@ -146,6 +147,22 @@ def build_model(spec: ModelSpec, dataset: DatasetSpec, in_channels: int, **extra
                                **{**spec.kwargs, **extra})
 
 
+def finetune_config(config: TrainConfig, spec: ModelSpec) -> TrainConfig:
+    """The fine-tuning budget after pruning: ``finetune_epochs`` epochs, or by default a quarter
+    of the training budget (steps or epochs, at least 1); the other settings are training's."""
+    if spec.finetune_epochs is not None:
+        return dataclasses.replace(config, epochs=spec.finetune_epochs, steps=None)
+    if config.steps:
+        return dataclasses.replace(config, steps=max(1, config.steps // 4))
+    return dataclasses.replace(config, epochs=max(1, config.epochs // 4))
+
+
+def prune(model: models.SegmentationNet, spec: ModelSpec, seed: int) -> models.SegmentationNet:
+    """``model`` channel-pruned as the plan entry says (the seed drives ``random`` importance)."""
+    return models.prune_channels(model, spec.prune_ratio, importance=spec.prune_importance,
+                                 scope=spec.prune_scope, seed=seed)
+
+
 def budget(plan: Plan) -> str:
     """The training budget of every item, in words."""
     t = plan.train
@@ -163,45 +180,30 @@ def item_conventions(dataset: DatasetSpec, plan: Plan, input_shape: str) -> dict
             "conv_params": conventions.PARAMS, "conv_macs": conventions.MACS, "conv_latency": lat}
 
 
-def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True) -> dict:
-    """Train and evaluate one plan item; return every figure (JSON-able) for its trial."""
-    run_dir = Path(run_dir)
-    spec, dspec = item.model, item.dataset
-    cache, splits = dataset_cache(dspec, run_dir)
-    measure = plan.measure
-    device = measure.device
-    config = dataclasses.replace(plan.train, seed=item.seed, device=device, progress=progress)
-    num_classes = dataset_info(dspec.dataset).num_classes
-
-    seed_everything(item.seed)
-    model = build_model(spec, dspec, cache.in_channels)
-    train_set = CacheSlices(cache, training_slices(cache, splits["train"], seed=item.seed))
-    val_idx = [i for cid in splits["val"] for i in cache.case_indices(cid)]
-    val_set = CacheSlices(cache, val_idx)
-    out = run_dir / "items" / slug(item.id)
-    result = train(model, train_set, val_set, num_classes, config, out)
+def _evaluate_levels(model, spec: ModelSpec, item: Item, plan: Plan, cache, splits, config: TrainConfig,
+                     precision: str, stage: str, progress: bool) -> tuple[list[dict], list[dict]]:
+    """Result and efficiency rows of ``model`` at every pruning level the entry asks for (the
+    levels' weights loaded from the full model), under ``stage``."""
+    dspec, measure, device = item.dataset, plan.measure, plan.measure.device
     state = {k: v.cpu() for k, v in model.state_dict().items()}
-
     top = getattr(model, "prune_level", None)
-    levels = spec.levels or [top]
     size = cache.meta["size"]
     input_shape = (cache.in_channels, size, size)
     metrics, efficiency = [], []
-    for level in levels:
+    for level in spec.levels or [top]:
         if level is None or level == top:
             net = model
         else:
-            net = build_model(spec, dspec, cache.in_channels, prune_level=level)
+            net = models.create_model(**{**model.config, "prune_level": level})
             net.load_from_full(state)
         net.to(device)
         if config.channels_last:
             net.to(memory_format=torch.channels_last)
         with torch_threads(config.threads):
             rows = evaluate_cases(net, cache, splits["test"], empty=dspec.empty, device=device,
-                                  channels_last=config.channels_last, precision=result.settings["precision"],
-                                  progress=progress)
+                                  channels_last=config.channels_last, precision=precision, progress=progress)
         key = {"item": item.id, "model": spec.name, "label": spec.label, "dataset": dspec.name,
-               "seed": item.seed, "level": level if level is not None else 0}
+               "seed": item.seed, "level": level if level is not None else 0, "stage": stage}
         metrics += [row(RESULT_COLUMNS, **key, **r) for r in rows]
         net_cpu = net.to("cpu").to(memory_format=torch.contiguous_format)
         params, gmacs = count_params(net_cpu), fvcore_macs(net_cpu, input_shape) / 1e9
@@ -214,15 +216,88 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True)
                 device=r["device"], batch=r["batch"], precision=r["precision"], latency_ms=r.get("median_ms"),
                 p90_ms=r.get("p90_ms"), peak_mb=r.get("peak_allocated_mb") or r.get("peak_rss_mb"),
                 status=r["status"]))
-    top_rows = [r for r in metrics if r["level"] == (levels[-1] or 0) and r["metric"] == "dice"
-                and r["value"] is not None]
+    return metrics, efficiency
+
+
+def _train_info(result, config: TrainConfig) -> dict:
+    return {"best_val_dice": result.best_score, "best_epoch": result.best_epoch, "epochs": result.epochs_run,
+            "steps": result.steps_run, "seconds": result.seconds, "config": config.to_dict(),
+            "settings": result.settings, "history": result.history}
+
+
+def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True) -> dict:
+    """Train and evaluate one plan item; return every figure (JSON-able) for its trial.
+
+    A channel-pruned entry (``prune_ratio > 0``) in ``finetune`` mode trains the full model,
+    evaluates and measures it (stage ``before-pruning``), prunes it and fine-tunes the pruned
+    model (its own ``finetune/best.pt``); in ``init`` mode the pruned widths (chosen on the
+    freshly initialised model) are trained from scratch for the whole budget. The item folder
+    holds ``model.json`` (``models.create_model(**config)`` rebuilds the delivered model, whose
+    state dict is the last ``best.pt``) and ``overlays.npz`` (test slices for figures).
+    """
+    run_dir = Path(run_dir)
+    spec, dspec = item.model, item.dataset
+    cache, splits = dataset_cache(dspec, run_dir)
+    device = plan.measure.device
+    config = dataclasses.replace(plan.train, seed=item.seed, device=device, progress=progress)
+    num_classes = dataset_info(dspec.dataset).num_classes
+
+    seed_everything(item.seed)
+    model = build_model(spec, dspec, cache.in_channels)
+    pruning = None
+    if spec.pruned and spec.prune_mode == "init":  # the pruned widths, freshly initialised
+        shape = prune(model, spec, item.seed)
+        pruning = shape.prune_report
+        seed_everything(item.seed)
+        model = models.create_model(**shape.config)
+    train_set = CacheSlices(cache, training_slices(cache, splits["train"], seed=item.seed))
+    val_idx = [i for cid in splits["val"] for i in cache.case_indices(cid)]
+    val_set = CacheSlices(cache, val_idx)
+    out = run_dir / "items" / slug(item.id)
+    result = train(model, train_set, val_set, num_classes, config, out)
+    precision = result.settings["precision"]
+    train_info = _train_info(result, config)
+    metrics, efficiency = [], []
+    checkpoint = result.checkpoint
+    if spec.pruned and spec.prune_mode == "finetune":
+        metrics, efficiency = _evaluate_levels(model, spec, item, plan, cache, splits, config, precision,
+                                               "before-pruning", progress)
+        model = prune(model.to("cpu").to(memory_format=torch.contiguous_format), spec, item.seed)
+        pruning = model.prune_report
+        tune = finetune_config(config, spec)
+        if (tune.steps or tune.epochs) and spec.finetune_epochs != 0:
+            tuned = train(model, train_set, val_set, num_classes, tune, out / "finetune")
+            train_info["finetune"] = _train_info(tuned, tune)
+            train_info["seconds"] += tuned.seconds
+            checkpoint = tuned.checkpoint
+        else:
+            torch.save(model.state_dict(), out / "pruned.pt")
+            checkpoint = str(out / "pruned.pt")
+    (out / "model.json").write_text(json.dumps(model.config, indent=1))
+    final_metrics, final_efficiency = _evaluate_levels(model, spec, item, plan, cache, splits, config,
+                                                       precision, "final", progress)
+    metrics, efficiency = metrics + final_metrics, efficiency + final_efficiency
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    with torch_threads(config.threads):
+        slices = overlay_slices(model, cache, splits["test"], device=device,
+                                channels_last=config.channels_last, precision=precision)
+    np.savez_compressed(out / "overlays.npz", **slices)
+    top = spec.levels[-1] if spec.levels else (getattr(model, "prune_level", None) or 0)
+    top_rows = [r for r in final_metrics
+                if r["level"] == top and r["metric"] == "dice" and r["value"] is not None]
     value = float(np.mean([r["value"] for r in top_rows])) if top_rows else float("nan")
-    train_info = {"best_val_dice": result.best_score, "best_epoch": result.best_epoch,
-                  "epochs": result.epochs_run, "steps": result.steps_run, "seconds": result.seconds,
-                  "config": config.to_dict(), "settings": result.settings, "history": result.history}
     (out / "train.json").write_text(json.dumps(train_info, indent=1))
-    return {"value": value, "metrics": metrics, "efficiency": efficiency, "train": train_info,
-            "checkpoint": str(result.checkpoint), "env": environment_record(device),
-            "empty": dspec.empty,
-            "conventions": item_conventions(dspec, plan, "x".join(map(str, input_shape))),
-            "splits": {k: splits[k] for k in ("train", "val", "test")}}
+    size = cache.meta["size"]
+    record = {"value": value, "metrics": metrics, "efficiency": efficiency, "train": train_info,
+              "checkpoint": str(checkpoint), "model_config": model.config, "env": environment_record(device),
+              "empty": dspec.empty, "overlays": str((out / "overlays.npz").relative_to(run_dir)),
+              "conventions": item_conventions(dspec, plan, f"{cache.in_channels}x{size}x{size}"),
+              "splits": {k: splits[k] for k in ("train", "val", "test")}}
+    if pruning is not None:
+        info = pruning.to_dict()
+        info.pop("kept")  # which channels: in the checkpoint's shapes; the record keeps the figures
+        record["pruning"] = {**info, "mode": spec.prune_mode,
+                             "finetune_epochs": (train_info.get("finetune") or {}).get("epochs", 0)}
+    return record

@@ -192,6 +192,13 @@ def _check_model(spec: ModelSpec, datasets: list[DatasetSpec], at: str, problems
         if bad:
             problems.append(f"{at}: levels {bad} are not within 1..{top}")
             return
+        if spec.pruned:  # the pruning settings fit this model (bn importance needs batch norm)
+            try:
+                models.prune_channels(model, spec.prune_ratio, importance=spec.prune_importance,
+                                      scope=spec.prune_scope)
+            except models.ModelConfigError as err:
+                problems.append(f"{at}: {err}")
+                return
 
 
 def read_toml(path: Path, what: str) -> dict:

@@ -19,10 +19,15 @@ def item_row(record: dict, item_seconds: float | None = None) -> dict:
     first = (record.get("metrics") or [{}])[0]
     train = record["train"]
     conv = record.get("conventions", {})
+    pruning = record.get("pruning") or {}
     return row(ITEM_COLUMNS, item=first.get("item"), model=first.get("model"), label=first.get("label"),
                dataset=first.get("dataset"), seed=first.get("seed"), empty=record.get("empty"),
                best_val_dice=train["best_val_dice"], best_epoch=train["best_epoch"], epochs=train["epochs"],
                steps=train["steps"], train_seconds=train["seconds"], item_seconds=item_seconds,
+               prune_ratio=pruning.get("ratio", 0.0), prune_achieved=pruning.get("param_ratio"),
+               prune_importance=pruning.get("importance"), prune_scope=pruning.get("scope"),
+               prune_mode=pruning.get("mode"), finetune_epochs=pruning.get("finetune_epochs"),
+               prune_seconds=pruning.get("seconds"), overlays=record.get("overlays"),
                **{c: conv.get(c) for c in CONVENTION_COLUMNS})
 
 
