@@ -293,7 +293,7 @@ def _document(
     doc.heading("Setup")
     doc.heading("Hardware and software", 2)
     if environments is not None and len(environments):
-        env = environments.drop(columns=["item"]).astype(str)
+        env = environments.drop(columns=["item"]).astype(object).fillna("n/a").astype(str)
         shown = [
             c
             for c in (
@@ -313,7 +313,7 @@ def _document(
             )
             if c in env
         ]
-        groups = env.groupby(shown, sort=False).size().reset_index(name="items")
+        groups = env.groupby(shown, sort=False, dropna=False).size().reset_index(name="items")
         for k, (_, g) in enumerate(groups.iterrows()):
             doc.para(
                 f"Record {k + 1} ({g['items']} item{'s' if g['items'] != 1 else ''}): "

@@ -25,6 +25,16 @@ def _regions(table: pd.DataFrame, metric: str = "dice") -> list[str]:
     ]
 
 
+def dice_limits(ax, values) -> None:
+    """A Dice axis: the data with a margin, never far below 0 or above 1."""
+    v = pd.to_numeric(pd.Series(np.asarray(values, dtype=float).ravel()), errors="coerce").dropna()
+    if v.empty:
+        return
+    lo, hi = float(v.min()), float(v.max())
+    pad = max(0.05, 0.12 * (hi - lo))
+    ax.set_ylim(max(-0.03, lo - pad), min(1.03, hi + pad))
+
+
 def _panels(n: int, width: float = 6.6, height: float = 2.5):
     cols = min(n, 3)
     rows = -(-n // cols)
@@ -55,9 +65,10 @@ def write_level_curves(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         regions = _regions(part)
         with_cost = "gmacs" in part and part["gmacs"].notna().any()
         fig, axes = _panels(len(regions) + with_cost)
-        colors = family_colors(list(dict.fromkeys(part["family"])))
+        handled: list[str] = []
         for (label, stage), g in lines:
-            color, name = colors[g["family"].iloc[0]], row_label(label, stage)
+            color, name = f"C{len(handled)}", row_label(label, stage)  # one colour per line
+            handled.append(name)
             style = "--" if stage == "before-pruning" else "-"
             for ax, region in zip(axes, regions, strict=False):
                 c = f"dice {region}"
@@ -71,7 +82,7 @@ def write_level_curves(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
                     ls=style,
                     capsize=2,
                     label=name,
-                    color=color if len(lines) <= 4 else None,
+                    color=color,
                 )
                 ax.set_title(f"Dice {region}")
             if with_cost:
@@ -83,10 +94,12 @@ def write_level_curves(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
                     lw=1,
                     ls=style,
                     label=name,
-                    color=color if len(lines) <= 4 else None,
+                    color=color,
                 )
                 axes[-1].set_yscale("log")
                 axes[-1].set_title("GMACs")
+        for ax, region in zip(axes, regions, strict=False):
+            dice_limits(ax, part[f"dice {region}"])
         for ax in axes:
             ax.set_xticks(sorted(part["level"].unique()[part["level"].unique() > 0]))
             ax.set_xticklabels([f"L{int(v)}" for v in ax.get_xticks()])
@@ -140,7 +153,7 @@ def _sweep_curves(
         ax.set_ylabel("mean Dice (regions)")
         ax.set_title(f"{dataset}: {title} (labels: parameters)")
         ax.grid(True, alpha=0.3)
-        ax.margins(y=0.15)
+        dice_limits(ax, part["_score"])
         ax.legend()
         fig.tight_layout()
         paths.append(save_figure(fig, out_dir / f"{stem}_{file_name(dataset)}"))
@@ -223,6 +236,7 @@ def write_case_plots(
                     alpha=0.8,
                     color=colors[r["family"]],
                 )
+            dice_limits(ax, np.concatenate([d for d in data if len(d)] or [np.zeros(1)]))
             ax.set_xticks(pos)
             ax.set_xticklabels(names, rotation=35, ha="right", fontsize=6.5)
             ax.set_title(f"{metric.upper() if metric != 'dice' else 'Dice'} {region}")

@@ -49,6 +49,7 @@ ENV = pd.DataFrame(
         "item": ["U-Net w8|lits|s0"],
         "device_type": ["cpu"],
         "device_name": ["Test CPU 9000"],
+        "device_memory_mb": [None],  # a field that does not apply: still shown
         "torch": ["2.13.0"],
         "python": ["3.11.9"],
         "git_commit": ["abc123def"],
