@@ -141,3 +141,13 @@ def test_bad_pruning_settings_name_the_key(entry, match):
     text = PLAN.split("[[models]]")[0] + f'[[models]]\nname = "unet"\n{entry}\n'
     with pytest.raises(PlanError, match=match):
         load_plan_text(text)
+
+
+def test_the_shipped_pruning_plan_compares_importance_and_mode():
+    plan = load_plan(Path(__file__).resolve().parents[2] / "studies" / "plans" / "pruning.toml")
+    pruned = [m for m in plan.models if m.pruned]
+    assert len(plan.models) == 8 and len(pruned) == 6
+    for family in ("lfunet", "unet"):
+        modes = {(m.prune_importance, m.prune_mode) for m in pruned if m.name == family}
+        assert modes == {("l1", "finetune"), ("random", "finetune"), ("l1", "init")}
+        assert all(m.prune_ratio == 0.5 and m.kwargs["base_width"] == 16 for m in pruned if m.name == family)
