@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bench.errors import LfubenchError
@@ -127,6 +128,7 @@ def run_sweep(args: argparse.Namespace, study) -> int:
     if not args.worker_tag:
         sweep.sync()  # the slots exist before any worker starts
         before = sweep.counts()
+        t0 = time.perf_counter()
         log.info("sweep %s: %s, %d done before (%s sampler, seed %d); objectives %s; storage %s",
                  study.name, budget, before["complete"] + before["failed"] + before["pruned"],
                  study.sampler.name, study.sampler.seed,
@@ -151,6 +153,11 @@ def run_sweep(args: argparse.Namespace, study) -> int:
           f"{counts['pruned']} pruned"
           + (f", {counts['running']} running elsewhere" if counts["running"] else "")
           + (f", {counts['waiting']} waiting" if counts["waiting"] else "") + f"; storage {storage}")
+    ran = sum(counts[k] - before[k] for k in ("complete", "failed", "pruned"))
+    hours = (time.perf_counter() - t0) / 3600
+    if ran:
+        print(f"this run: {ran} trial(s) in {hours * 60:.1f} min with {len(devices)} worker(s): "
+              f"{ran / hours:.1f} trials/hour")
     if not args.no_show:
         show(args, study)
     return 0
@@ -158,8 +165,6 @@ def run_sweep(args: argparse.Namespace, study) -> int:
 
 def _work(args, study, sweep, out: Path) -> dict:
     """This process's trials, each logged when it starts and when it ends."""
-    import time
-
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from studies.sweep import item_evaluator

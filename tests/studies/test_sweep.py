@@ -369,6 +369,26 @@ def test_constraints_mark_infeasible_trials_and_keep_them_off_the_front(tmp_path
                     & ((feas["dice:mean"] > a["dice:mean"]) | (feas["params"] < a["params"]))).any()
 
 
+def test_single_objective_mode_with_a_constraint(tmp_path):
+    from studies.sweep import Sweep, hypervolume_history, trials_frame
+    from studies.sweepfile import load_study
+
+    study = load_study(write_study(tmp_path, n_trials=6, constraints='["params <= 130_000"]'),
+                       overrides=["objectives.minimize=[]", "sampler.name=tpe", "sampler.n_startup_trials=3"])
+    assert study.objectives.names == ["dice:mean"]
+    sweep = Sweep(study, f"sqlite:///{tmp_path}/s.db")
+    assert isinstance(sweep.study.sampler, optuna.samplers.TPESampler)
+    assert sweep.run(lambda spec, trial: fake_record(spec)) == {"complete": 6, "failed": 0}
+    df = trials_frame(sweep.study, study)
+    feasible = df[df["feasible"]]
+    assert len(feasible) and (feasible["params <= 130000"] <= 130000).all()
+    best = df[df["pareto"]]  # the feasible trials of the best value (ties included)
+    assert sweep.study.best_trial.number in set(best["number"]) and best["feasible"].all()
+    assert (best["dice:mean"] == feasible["dice:mean"].max()).all()
+    hv = hypervolume_history(df, study)
+    assert list(hv.columns) == ["trials", "best"] and hv["best"].iloc[-1] == feasible["dice:mean"].max()
+
+
 def test_a_failing_trial_is_recorded_and_the_study_goes_on_and_resumes_to_its_budget(tmp_path):
     from studies.sweep import Sweep
     from studies.sweepfile import load_study
