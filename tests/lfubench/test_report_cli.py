@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from lfubench.cli import main
-from studies.records import item_row
 from tests.reports.fake import CONVENTIONS, EMPTY, fake_run
 
 pypdf = pytest.importorskip("pypdf")
@@ -98,26 +97,6 @@ def make_run(root, name: str, seed: int):
     return results
 
 
-def _item_row_follows_schema() -> bool:
-    try:
-        item_row(
-            {
-                "metrics": [{}],
-                "train": {"best_val_dice": 0, "best_epoch": 0, "epochs": 0, "steps": 0, "seconds": 0},
-            }
-        )
-    except KeyError:
-        return False
-    return True
-
-
-needs_records = pytest.mark.skipif(
-    not _item_row_follows_schema(),
-    reason="studies.records.item_row does not yet fill every ITEM_COLUMNS column",
-)
-
-
-@needs_records
 def test_report_merges_two_run_folders_and_lists_failures(tmp_path, capsys):
     a = make_run(tmp_path / "a", "runa", 0)
     b = make_run(tmp_path / "b", "runb", 1)
@@ -139,7 +118,6 @@ def test_report_merges_two_run_folders_and_lists_failures(tmp_path, capsys):
     assert (tmp_path / "paper" / "overlays_lits.png").is_file()
 
 
-@needs_records
 def test_report_of_one_folder_defaults_into_it_and_takes_a_reference(tmp_path):
     make_run(tmp_path / "a", "runa", 0)
     assert main(["report", str(tmp_path / "a"), "--reference", "LFU-Net w4", "--no-pdf"]) == 0
@@ -148,7 +126,6 @@ def test_report_of_one_folder_defaults_into_it_and_takes_a_reference(tmp_path):
     assert not (tmp_path / "a" / "report.pdf").exists()
 
 
-@needs_records
 def test_report_from_a_storage(tmp_path):
     make_run(tmp_path / "a", "runa", 0)
     out = tmp_path / "s.pdf"
@@ -187,8 +164,6 @@ def test_report_from_a_storage(tmp_path):
     ],
 )
 def test_report_errors_are_one_line(tmp_path, capsys, args, message):
-    if ("is in both" in message or "Nobody" in args) and not _item_row_follows_schema():
-        pytest.skip("needs studies.records.item_row to fill every ITEM_COLUMNS column")
     make_run(tmp_path / "a", "runa", 0)
     assert main(["report", *(a.format(tmp=tmp_path) for a in args)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
