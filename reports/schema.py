@@ -6,7 +6,9 @@ function that builds a row of each.
 - **efficiency** (``efficiency.csv``): one row per item x pruning level x measured
   configuration (device, batch, precision);
 - **items** (``items.csv``): one row per item: training figures, channel-pruning settings and
-  figures, ``overlays`` (the item's ``overlays.npz`` of test slices, relative to the run
+  figures (``prune_ratio`` the requested fraction of channels to remove, 0 for an unpruned
+  item; ``prune_achieved`` the fraction of prunable channels removed; ``prune_seconds`` the
+  time ``models.prune_channels`` took), ``overlays`` (the item's ``overlays.npz`` of test slices, relative to the run
   folder) and the conventions the run used (the sentences of :mod:`bench.conventions` as
   stored with the item).
 

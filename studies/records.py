@@ -24,7 +24,7 @@ def item_row(record: dict, item_seconds: float | None = None) -> dict:
                dataset=first.get("dataset"), seed=first.get("seed"), empty=record.get("empty"),
                best_val_dice=train["best_val_dice"], best_epoch=train["best_epoch"], epochs=train["epochs"],
                steps=train["steps"], train_seconds=train["seconds"], item_seconds=item_seconds,
-               prune_ratio=pruning.get("ratio", 0.0), prune_achieved=pruning.get("param_ratio"),
+               prune_ratio=pruning.get("ratio", 0.0), prune_achieved=pruning.get("channel_ratio"),
                prune_importance=pruning.get("importance"), prune_scope=pruning.get("scope"),
                prune_mode=pruning.get("mode"), finetune_epochs=pruning.get("finetune_epochs"),
                prune_seconds=pruning.get("seconds"), overlays=record.get("overlays"),
