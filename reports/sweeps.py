@@ -44,8 +44,14 @@ def format_front(front: pd.DataFrame, fmt: str = "md", header: str | None = None
     """The front as Markdown, CSV or JSON (the one text formatter of :mod:`reports.text`)."""
     if front.empty and fmt == "md":
         return (header + "\n\n" if header else "") + "(no complete feasible trial yet: the front is empty)"
-    rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
-            for r in front.astype(object).where(front.notna(), None).to_dict("records")]
+    def cell(v):
+        if isinstance(v, float) and v != v:
+            return None
+        if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+            return int(v)  # an integer parameter in a column that also holds gaps
+        return v
+
+    rows = [{k: cell(v) for k, v in r.items()} for r in front.astype(object).to_dict("records")]
     return format_rows(rows, fmt, header=header)
 
 

@@ -56,19 +56,28 @@ log = logging.getLogger(__name__)
 SLOT = "slot"
 
 
-def make_sampler(spec: SamplerSpec, n_objectives: int) -> optuna.samplers.BaseSampler:
-    """The named sampler with every setting lfubench relies on given explicitly."""
+def make_sampler(spec: SamplerSpec, n_objectives: int,
+                 trial: int | None = None) -> optuna.samplers.BaseSampler:
+    """The named sampler with every setting lfubench relies on given explicitly.
+
+    With ``trial`` (a trial number) its seed is derived from the study's seed and that number:
+    every trial is drawn by a sampler seeded for it, so workers started with the same study
+    seed do not draw the same points, and a trial's draw does not depend on which worker ran it.
+    """
+    seed = spec.seed
+    if trial is not None:
+        seed = int(np.random.SeedSequence([spec.seed, trial]).generate_state(1)[0])
     if spec.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=spec.population_size, seed=spec.seed)
+        return optuna.samplers.NSGAIISampler(population_size=spec.population_size, seed=seed)
     if spec.name == "tpe":
         # multivariate + group: joint density over each conditional sub-space; constant_liar:
         # running trials count as pending, so parallel workers do not draw the same point
         with warnings.catch_warnings():  # multivariate, group, constant_liar are marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(n_startup_trials=spec.n_startup_trials, seed=spec.seed,
+            return optuna.samplers.TPESampler(n_startup_trials=spec.n_startup_trials, seed=seed,
                                               multivariate=True, group=True, constant_liar=True)
     if spec.name == "gp":
-        return optuna.samplers.GPSampler(n_startup_trials=spec.n_startup_trials, seed=spec.seed)
+        return optuna.samplers.GPSampler(n_startup_trials=spec.n_startup_trials, seed=seed)
     raise LfubenchError(f"[sampler] name: unknown sampler {spec.name!r}")
 
 
@@ -165,13 +174,19 @@ class Sweep:
                     self.storage.set_trial_user_attr(t._trial_id, "fail_reason", f"duplicate of slot {slot}")
                     self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                     continue
-            self.study._thread_local.cached_all_trials = None  # as Study.ask: sample from fresh trials
-            return optuna.Trial(self.study, t._trial_id)
-        if self.spec.settings.n_trials is None:
-            trial = self.study.ask()
-            self.storage.set_trial_user_attr(trial._trial_id, SLOT, trial.number)
-            return trial
+            return self._trial(t._trial_id, t.number)
+        if self.spec.settings.n_trials is None:  # a timeout alone: a new trial, its number its slot
+            trial_id = self.storage.create_new_trial(self.study._study_id)
+            number = self.storage.get_trial_number_from_id(trial_id)
+            self.storage.set_trial_user_attr(trial_id, SLOT, number)
+            return self._trial(trial_id, number)
         return None
+
+    def _trial(self, trial_id: int, number: int) -> optuna.Trial:
+        """A claimed trial, drawn by a sampler seeded for its number (:func:`make_sampler`)."""
+        self.study.sampler = make_sampler(self.spec.sampler, len(self.objectives.names), trial=number)
+        self.study._thread_local.cached_all_trials = None  # as Study.ask: sample from fresh trials
+        return optuna.Trial(self.study, trial_id)
 
     # -- work -----------------------------------------------------------------------------
     def run(self, evaluate: Evaluate, max_trials: int | None = None, timeout: float | None = None,

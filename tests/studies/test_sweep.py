@@ -503,6 +503,10 @@ def test_two_workers_run_exactly_n_trials(tmp_path, kind):
     done = _complete_by_slot(study, storage)
     assert sorted(done) == list(range(6)) and all(len(v) == 1 for v in done.values())
     assert all("'complete': 0" not in o for o in outs), outs  # both took part
+    # the first generation (random draws) of workers sharing one study seed holds no repeats:
+    # each trial's sampler is seeded by the trial's number, not by the worker
+    first = [tuple(sorted(done[k][0].params.items())) for k in range(4)]
+    assert len(set(first)) == 4, first
 
 
 def test_killed_worker_loses_only_its_trial_which_is_retried_with_its_parameters(tmp_path):
