@@ -22,9 +22,10 @@ FIXED_KEYS = ("seed", "train", "measure", "datasets", "search", "objectives")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run a sweep study (TOML), or show its results: sweep show STUDY",
+                       usage="lfubench sweep [show] STUDY.toml [options]",
                        description="Run a sweep study: lfubench sweep STUDY.toml [options]. Show its "
                        "results: lfubench sweep show STUDY.toml [--storage URL] [--format md|csv|json].")
-    p.add_argument("target", nargs="+", metavar="[show] STUDY", help="study TOML file (see studies/sweeps/), "
+    p.add_argument("target", nargs="+", metavar="STUDY", help="study TOML file (see studies/sweeps/), "
                    "after 'show' to print and draw the results")
     p.add_argument("--out", help="run folder (default runs/<study name>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
