@@ -24,7 +24,9 @@ While case k+1 is being predicted, case k's reference is read and its metrics co
 background thread (numpy and scipy release the GIL in their heavy parts); cases are scored in
 order by one accumulator, so the rows are those of a sequential run.
 
-Rows are JSON-able: ``{"case", "region", "metric", "value"}`` (NaN written as None).
+Rows are JSON-able: ``{"case", "region", "metric", "value", "ref_empty", "pred_empty"}`` (NaN
+written as None; the flags say whether the reference or the prediction has no voxel of the
+region).
 """
 
 from __future__ import annotations
@@ -182,7 +184,8 @@ def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, 
         if pending is not None:
             pending.result()
             bar.update()
-    return [{k: r[k] for k in ("case", "region", "metric", "value")} for r in acc.rows(nan_as_none=True)]
+    keys = ("case", "region", "metric", "value", "ref_empty", "pred_empty")
+    return [{k: r[k] for k in keys} for r in acc.rows(nan_as_none=True)]
 
 
 #: the test slices kept per case for qualitative figures

@@ -24,7 +24,7 @@ from .figures import write_case_plots, write_level_curves, write_prune_curves, w
 from .overlays import write_overlay_figure
 from .pareto import COSTS, write_pareto_plots
 from .plotting import file_name
-from .schema import CONVENTION_COLUMNS, EFFICIENCY_COLUMNS, ITEM_COLUMNS, RESULT_COLUMNS, require
+from .schema import CONVENTION_COLUMNS, EFFICIENCY_COLUMNS, ITEM_COLUMNS, KEY_COLUMNS, require
 from .stats import ALPHA, CONFIDENCE, RESAMPLES
 from .summary import summarize
 from .tables import (
@@ -148,7 +148,7 @@ def build_outputs(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    require(results, RESULT_COLUMNS[:-4] + ["case", "region", "metric", "value"], "the results table")
+    require(results, KEY_COLUMNS + ["case", "region", "metric", "value"], "the results table")
     require(efficiency, [c for c in EFFICIENCY_COLUMNS if c != "stage"], "the efficiency table")
     require(items, [c for c in ITEM_COLUMNS[:11]], "the items table")
     if reference is not None and len(results) and reference not in set(results["label"]):

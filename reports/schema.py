@@ -2,15 +2,16 @@
 function that builds a row of each.
 
 - **results** (``results.csv``/``.parquet``): one row per item x pruning level x case x
-  class/region x metric;
+  class/region x metric; ``ref_empty`` / ``pred_empty`` say whether the reference / the
+  prediction has no voxel of the region in that case;
 - **efficiency** (``efficiency.csv``): one row per item x pruning level x measured
   configuration (device, batch, precision);
 - **items** (``items.csv``): one row per item: training figures, channel-pruning settings and
   figures (``prune_ratio`` the requested fraction of channels to remove, 0 for an unpruned
   item; ``prune_achieved`` the fraction of prunable channels removed; ``prune_seconds`` the
-  time ``models.prune_channels`` took), ``overlays`` (the item's ``overlays.npz`` of test slices, relative to the run
-  folder) and the conventions the run used (the sentences of :mod:`bench.conventions` as
-  stored with the item).
+  time ``models.prune_channels`` took), ``overlays`` (the item's ``overlays.npz`` of test
+  slices, relative to the run folder) and the conventions the run used (the sentences of
+  :mod:`bench.conventions` as stored with the item).
 
 The item pipeline (:mod:`studies.pipeline`) writes rows with :func:`row`; reports read the
 DataFrames made by :func:`frame`. ``level`` is the pruning level evaluated, 0 for a model
@@ -31,7 +32,7 @@ KEY_COLUMNS = ["item", "model", "label", "dataset", "seed", "level", "stage"]
 #: the stages of :data:`KEY_COLUMNS`
 STAGES = ("final", "before-pruning")
 
-RESULT_COLUMNS = [*KEY_COLUMNS, "case", "region", "metric", "value"]
+RESULT_COLUMNS = [*KEY_COLUMNS, "case", "region", "metric", "value", "ref_empty", "pred_empty"]
 
 EFFICIENCY_COLUMNS = [*KEY_COLUMNS, "params", "gmacs", "input", "device", "batch", "precision",
                       "latency_ms", "p90_ms", "peak_mb", "status"]

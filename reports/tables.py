@@ -8,9 +8,12 @@ Per row and ``<metric> <region>`` the aggregate holds
   (``sd``) and, with several seeds, the sd over seeds of each seed's mean over cases
   (``sd_seed``);
 - the seeded 95% percentile-bootstrap interval of that mean over cases (``ci_lo``, ``ci_hi``);
-- ``n`` cases with a value, ``nan`` values left undefined by the empty-mask rule and, for Dice,
+- ``n`` cases with a value, ``nan`` values left undefined by the empty-mask rule, for Dice
   ``zero`` values of exactly 0 (the region missed, predicted where the reference has none, or
-  no overlap) -- counted over cases x seeds, never averaged away;
+  no overlap), ``empty`` cases whose reference has no voxel of the region and ``missed``
+  cases whose reference has some and the prediction none (from the results' ``ref_empty`` /
+  ``pred_empty`` flags, where the run recorded them) -- counted over cases x seeds, never
+  averaged away;
 - the paired Wilcoxon signed-rank p-value against the reference row over the cases (``p``) and
   its Holm-adjusted value (``p_holm``), the family being every row of the dataset for that
   metric and region.
@@ -174,7 +177,8 @@ def aggregate(
     columns: dict[str, list] = {}
     for metric, region in metric_regions(res):
         name = f"{metric} {region}"
-        cols = {k: [] for k in ("", " sd", " sd_seed", " ci_lo", " ci_hi", " n", " nan", " zero")}
+        cols = {k: [] for k in ("", " sd", " sd_seed", " ci_lo", " ci_hi", " n", " nan", " zero", " empty",
+                                " missed")}
         cases_of: list[pd.Series | None] = []
         for _, r in table.iterrows():
             sub = groups.get((*(r[c] for c in ROW_KEYS), metric, region))
@@ -196,6 +200,10 @@ def aggregate(
             cols[" n"].append(int(len(vals)))
             cols[" nan"].append(int(sub["value"].isna().sum()))
             cols[" zero"].append(int((sub["value"] == 0).sum()) if metric == "dice" else np.nan)
+            flags = sub[["ref_empty", "pred_empty"]].dropna() if "ref_empty" in sub else sub.iloc[:0]
+            ref_empty, pred_empty = flags["ref_empty"].astype(bool), flags["pred_empty"].astype(bool)
+            cols[" empty"].append(int(ref_empty.sum()) if len(flags) else np.nan)
+            cols[" missed"].append(int((~ref_empty & pred_empty).sum()) if len(flags) else np.nan)
         cols[" p"] = []
         for k, r in table.iterrows():
             ref = refs.get(r["dataset"])
@@ -216,9 +224,12 @@ def aggregate(
             del columns[name + " sd_seed"]
         if metric != "dice":
             del columns[name + " zero"]
+        for c in (" empty", " missed"):
+            if all(np.isnan(v) for v in cols[c]):
+                del columns[name + c]
     out = pd.concat([table, pd.DataFrame(columns)], axis=1)
     for c in out.columns:
-        if c.endswith((" n", " nan", " zero")):
+        if c.endswith((" n", " nan", " zero", " empty", " missed")):
             out[c] = out[c].astype("Int64")
     return out
 
@@ -357,8 +368,9 @@ def stats_display(
     table: pd.DataFrame, metric: str, captions: Mapping[str, str] | None = None
 ) -> list[Display]:
     """Per dataset, for ``metric``: one row per region and model with the mean, its 95%
-    bootstrap interval, the sd over cases and over seeds, the cases counted, the Dice-0 and NaN
-    counts, and the raw and Holm-adjusted Wilcoxon p-values against the reference."""
+    bootstrap interval, the sd over cases and over seeds, the cases counted, the Dice-0, NaN,
+    empty-reference and missed counts (the last two where the run recorded them), and the raw
+    and Holm-adjusted Wilcoxon p-values against the reference."""
     out = []
     for name, part in table.groupby("dataset", sort=False):
         part = part.reset_index(drop=True)
@@ -368,10 +380,12 @@ def stats_display(
         seeds = any(
             f"{metric} {r} sd_seed" in part and part[f"{metric} {r} sd_seed"].notna().any() for r in regions
         )
+        flags = all(f"{metric} {r} empty" in part for r in regions)
         cols = (
             ["Region", "Model", "Level", "Mean", "95% CI", "SD cases"]
             + (["SD seeds"] if seeds else [])
-            + ["n", *(["Dice 0"] if metric == "dice" else []), "NaN", "p", "p (Holm)"]
+            + ["n", *(["Dice 0"] if metric == "dice" else []), "NaN"]
+            + (["Empty ref.", "Missed"] if flags else []) + ["p", "p (Holm)"]
         )
         rows, starts = [], []
         for region in regions:
@@ -399,6 +413,8 @@ def stats_display(
                 if metric == "dice":
                     cells.append(_num(r[c + " zero"]))
                 cells.append(_num(r[c + " nan"]))
+                if flags:
+                    cells += [_num(r[c + " empty"]), _num(r[c + " missed"])]
                 p, ph = r[c + " p"], r[c + " p_holm"]
                 cells += [_pvalue(p), _pvalue(ph) + ("*" if pd.notna(ph) and ph < ALPHA else "")]
                 rows.append(cells)

@@ -200,7 +200,9 @@ def test_lits_known_predictions_score_exactly(lits):
     _, cache, cases = lits
     rows = evaluate_cases(LevelLookup(LITS_MODEL_LEVELS, channel=1), cache, ["0", "1", "2", "3", "5"])
     values = rows_by_key(rows)
-    assert len(rows) == 5 * 2 * 2 and set(rows[0]) == {"case", "region", "metric", "value"}
+    assert len(rows) == 5 * 2 * 2
+    assert set(rows[0]) == {"case", "region", "metric", "value", "ref_empty", "pred_empty"}
+    assert not any(r["ref_empty"] or r["pred_empty"] for r in rows if r["case"] == "0")  # both present
 
     # perfect prediction under a permuted + flipped affine: every voxel in place
     assert_scores(values, "0", {r: {"dice": 1.0, "hd95": 0.0} for r in ("liver", "tumor")})
@@ -480,7 +482,8 @@ def whole_volume_evaluate(model, cache, case_ids, *, empty=None, batch_size: int
         pred = whole_volume_labels(model, cache, cid, batch_size, channels_last)
         ref = read_case(cases[cid]).label
         acc(pred, ref, case=cid, spacing=tuple(cache.cases[cid]["spacing"]))
-    return [{k: r[k] for k in ("case", "region", "metric", "value")} for r in acc.rows(nan_as_none=True)]
+    return [{k: r[k] for k in ("case", "region", "metric", "value", "ref_empty", "pred_empty")}
+            for r in acc.rows(nan_as_none=True)]
 
 
 def random_net(in_channels: int, classes: int, seed: int = 0) -> nn.Module:

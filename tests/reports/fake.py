@@ -71,6 +71,8 @@ def fake_run(
                                     region=region,
                                     metric="dice",
                                     value=dice,
+                                    ref_empty=False,
+                                    pred_empty=dice == 0,
                                 )
                             )
                             results.append(
@@ -81,6 +83,8 @@ def fake_run(
                                     region=region,
                                     metric="hd95",
                                     value=float(30 * (1 - dice) + rng.uniform(0, 2)),
+                                    ref_empty=False,
+                                    pred_empty=dice == 0,
                                 )
                             )
                     efficiency.append(

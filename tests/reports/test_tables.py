@@ -41,7 +41,8 @@ def _tidy():
             item=f"{label}|d|s0", model=model, label=label, dataset="d", seed=0, level=level, stage="final"
         )
         for c, v in enumerate(values):
-            rows.append(row(RESULT_COLUMNS, **key, case=f"c{c}", region="liver", metric="dice", value=v))
+            rows.append(row(RESULT_COLUMNS, **key, case=f"c{c}", region="liver", metric="dice", value=v,
+                            ref_empty=False, pred_empty=v == 0))
         eff.append(
             row(
                 EFFICIENCY_COLUMNS,
@@ -63,7 +64,8 @@ def _tidy():
             item=f"ref|e|s{seed}", model="unet", label="ref", dataset="e", seed=seed, level=0, stage="final"
         )
         rows += [
-            row(RESULT_COLUMNS, **key, case=f"k{c}", region="liver", metric="dice", value=v)
+            row(RESULT_COLUMNS, **key, case=f"k{c}", region="liver", metric="dice", value=v, ref_empty=False,
+                pred_empty=False)
             for c, v in enumerate(values)
         ]
     return frame(rows, RESULT_COLUMNS), frame(eff, EFFICIENCY_COLUMNS)
@@ -185,3 +187,18 @@ def test_frontier_keeps_only_non_dominated_points(tmp_path):
 def test_mean_score_averages_regions():
     table = pd.DataFrame({"dice liver": [0.6, 0.8], "dice tumor": [0.2, 0.4], "dice liver sd": [9.0, 9.0]})
     assert mean_score(table).tolist() == pytest.approx([0.4, 0.6])
+
+
+def test_empty_references_and_missed_regions_are_counted():
+    key = dict(item="m|d|s0", model="unet", label="m", dataset="d", seed=0, level=0, stage="final")
+    flags = [(0.8, False, False), (1.0, True, True), (0.0, False, True), (0.0, True, False),
+             (0.6, False, False)]
+    rows = [row(RESULT_COLUMNS, **key, case=f"c{c}", region="tumor", metric="dice", value=v, ref_empty=re_,
+                pred_empty=pe) for c, (v, re_, pe) in enumerate(flags)]
+    table = aggregate(frame(rows, RESULT_COLUMNS)).iloc[0]
+    assert table["dice tumor empty"] == 2  # c1 (both empty) and c3 (predicted where there is none)
+    assert table["dice tumor missed"] == 1  # c2 only
+    assert table["dice tumor zero"] == 2
+    display = stats_display(aggregate(frame(rows, RESULT_COLUMNS)), "dice")[0]
+    cells = dict(zip(display.columns, display.rows[0], strict=True))
+    assert cells["Empty ref."] == "2" and cells["Missed"] == "1"
