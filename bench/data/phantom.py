@@ -7,18 +7,24 @@ CT abdomen (LiTS): an elliptical body with subcutaneous fat, textured soft tissu
 bowel-gas pockets, spine and spinal canal, paraspinal muscles, aorta and IVC, two kidneys, the
 stomach, a spleen whose HU is close to the liver's (the hardest distractor), and a two-lobed
 liver (HU 55-68, boundary perturbed by a smooth random field) crossed by contrast-filled vessels
-(labelled liver) holding 0-3 hypodense tumors (HU 28-42, 6-20 mm radius, some with an enhancing
-rim; about one case in five is tumor-free). CT-like correlated noise and partial-volume blur.
+(labelled liver) holding 0-5 hypodense tumors (HU 28-42, radii log-uniform over 5-35 mm, some with
+an enhancing rim; about one case in seven is tumor-free; the tumor burden is a few % of the liver
+volume in most cases, up to ~15 % in a few, as in LiTS). CT-like correlated noise and partial-volume
+blur.
 Spacing is anisotropic and varies per case (in-plane FOV 330-400 mm, slab 200-260 mm: about
 2.6-3.1 x 2.6-3.1 x 4.2-5.4 mm at the default 128 x 128 x 48). Labels 0/1/2.
 
 MRI brain (BraTS): a skull-stripped brain (zeros outside) with cortex, white matter, deep grey
-matter, ventricles and sulcal CSF; one tumor per case in one hemisphere. HGG cases: necrotic
-core inside an enhancing shell inside edema; LGG cases (every fourth case): a non-enhancing core
-and edema, one in three with a small enhancing focus. The four modalities give each tissue its
+matter, ventricles and sulcal CSF (about 130 x 160 x 125 mm, 1.3-1.5 l); one tumor per case in
+one hemisphere, of BraTS 2018's sizes: tumor core (TC) about 10-90 cm^3, whole tumor (WT) 2-20 % of
+the brain, ET 65-85 % of the TC of HGG cases. HGG cases: necrotic core inside an enhancing shell
+inside edema; LGG cases (every fourth case): a non-enhancing core and less edema, one in three with
+a small enhancing focus. The four modalities give each tissue its
 own contrast (edema bright on FLAIR/T2, enhancing tumor bright on T1ce only, CSF dark on FLAIR),
 with a smooth multiplicative bias field per modality, Rician noise and a per-modality gain.
-Spacing 1 mm isotropic. BraTS 2018 labels 0/1/2/4 (2023 naming: 0/1/2/3).
+The grid spans :data:`BRATS_FOV`, BraTS's 155 mm by its 240 x 240 mm slices cropped to 192 x 192 mm
+(as preprocessing crops them): 1 mm voxels at 192 x 192 x 155, 1.5 x 1.5 x 3.2 mm at the default
+128 x 128 x 48, 3 x 3 x 4.8 mm at 64 x 64 x 32. BraTS 2018 labels 0/1/2/4 (2023 naming: 0/1/2/3).
 
 Every case is generated from ``numpy.random.default_rng([seed, index])``: deterministic for a seed,
 and the first cases do not change when more are asked for; so cases can be written by several
@@ -31,7 +37,8 @@ neighbouring slices the blur needs, and written into the case's ``int16``/``uint
 is the same whatever the slab size. Vessels and tumors are placed from the liver found on a grid
 no finer than the default shape's. The LiTS fields (texture, boundary perturbations) are defined
 relative to the body (their correlation lengths count voxels of the default 128 x 128 x 48 grid),
-so a 512 x 512 x 987 volume samples the same anatomy more finely; BraTS counts in mm (1 mm voxels).
+so a 512 x 512 x 987 volume samples the same anatomy more finely; BraTS counts in mm (fields at
+least 1.5 voxels).
 """
 
 from __future__ import annotations
@@ -255,12 +262,14 @@ def _lits_plan(rng: np.random.Generator, shape) -> _Lits:
             end = hilum + direction / np.linalg.norm(direction) * rng.uniform(30, 70)
             plan.vessels.append((hilum, end, rng.uniform(2.5, 5), liver_hu + rng.uniform(70, 110)))
 
-    # tumors strictly inside the liver: centres at least their radius + 2 mm from its surface
-    n_tumors = rng.choice(4, p=[0.2, 0.35, 0.3, 0.15])
+    # tumors strictly inside the liver: centres at least their radius + 2 mm from its surface. As in
+    # LiTS: 0-5 lesions (about one case in seven without), radii log-uniform over 5-35 mm (lesions
+    # of 1-7 cm), a tumor burden of a few % of the liver volume in most cases, more in a few
+    n_tumors = rng.choice(6, p=[0.15, 0.3, 0.25, 0.15, 0.1, 0.05])
     depth = ndimage.distance_transform_edt(liver_mask, sampling=[s * k for s, k in zip(spacing, step,
                                                                                         strict=True)])
     for _ in range(n_tumors):
-        r = rng.uniform(6, 20)
+        r = float(np.exp(rng.uniform(np.log(5), np.log(35))))
         candidates = np.argwhere(depth > r + 2)
         if not len(candidates):
             candidates = np.argwhere(depth > max(depth.max() * 0.6, 1e-3))
@@ -424,6 +433,10 @@ _TISSUE = {
     "enhancing": (0.78, 0.55, 1.35, 0.65),
 }
 BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
+#: the field of view the BraTS phantom's grid spans, (z, y, x) mm: the 155 mm of a BraTS volume and
+#: its 240 x 240 mm slices cropped to 192 x 192 mm around the brain (as preprocessing crops them), so
+#: a 192 x 192 x 155 phantom has BraTS's 1 mm voxels and smaller shapes sample the same brain coarsely
+BRATS_FOV = (155.0, 192.0, 192.0)
 
 
 @dataclass
@@ -431,6 +444,7 @@ class _Brats:
     """Everything random about one brain, drawn before any voxel is made."""
 
     dims: tuple[int, int, int]
+    spacing: tuple[float, float, float]
     radii: tuple[float, float, float]
     hgg: bool
     center: tuple[float, float, float]
@@ -445,23 +459,32 @@ class _Brats:
 def _brats_plan(rng: np.random.Generator, shape, hgg: bool) -> _Brats:
     nx, ny, nz = shape
     dims = (nz, ny, nx)
-    ra, rb, rc = nx * rng.uniform(0.36, 0.4), ny * rng.uniform(0.42, 0.46), nz * rng.uniform(0.42, 0.47)
-    fields = {"brain": SmoothField(rng, dims, 8), "gm": SmoothField(rng, dims, 4)}
+    spacing = tuple(fov / n for fov, n in zip(BRATS_FOV, dims, strict=True))
+
+    def smooth(mm):  # correlation length in mm, at least 1.5 voxels
+        return SmoothField(rng, dims, max(1.5, mm / min(spacing[1:])))
+
+    # a brain of about 130 x 160 x 125 mm (1.3-1.5 l)
+    ra, rb, rc = (BRATS_FOV[2] * rng.uniform(0.33, 0.37), BRATS_FOV[1] * rng.uniform(0.4, 0.44),
+                  BRATS_FOV[0] * rng.uniform(0.38, 0.43))
+    fields = {"brain": smooth(8), "gm": smooth(4)}
     side = rng.choice([-1, 1])
     center = (rng.uniform(-0.3, 0.3) * rc, rng.uniform(-0.45, 0.45) * rb, side * rng.uniform(0.2, 0.45) * ra)
-    radius = rng.uniform(7, 14) if hgg else rng.uniform(8, 15)
+    # tumor core (TC) about 10-90 cm^3, whole tumor (WT) about 3 times that: 2-20 % of the brain, as in
+    # BraTS 2018; LGG with less edema
+    radius = rng.uniform(13, 28) if hgg else rng.uniform(14, 28)
     core = radius * rng.uniform(0.8, 1.2, size=3)
-    fields["core"] = SmoothField(rng, dims, 5)
-    edema = radius * rng.uniform(1.5, 2.3, size=3)
-    fields["edema"] = SmoothField(rng, dims, 7)
+    fields["core"] = smooth(5)
+    edema = radius * (rng.uniform(1.3, 1.7, size=3) if hgg else rng.uniform(1.25, 1.5, size=3))
+    fields["edema"] = smooth(7)
     necrosis, focus = 0.0, None
     if hgg:
         necrosis = rng.uniform(0.25, 0.5)
     elif rng.random() < 0.35:
-        focus = rng.uniform(2, 4)
-    plan = _Brats(dims, (rc, rb, ra), hgg, center, core, edema, necrosis, focus, fields)
+        focus = rng.uniform(3, 6)
+    plan = _Brats(dims, spacing, (rc, rb, ra), hgg, center, core, edema, necrosis, focus, fields)
     for _ in BRATS_MODALITIES:
-        plan.modalities.append({"texture": SmoothField(rng, dims, 3), "bias": SmoothField(rng, dims, 40),
+        plan.modalities.append({"texture": smooth(3), "bias": smooth(40),
                                 "sigma": rng.uniform(0.025, 0.045), "seed": int(rng.integers(2 ** 63)),
                                 "gain": rng.uniform(300, 1200)})
     return plan
@@ -469,7 +492,7 @@ def _brats_plan(rng: np.random.Generator, shape, hgg: bool) -> _Brats:
 
 def _brats_layers(p: _Brats, zi, yi, xi) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Brain mask, tissue (0 out, 1 csf, 2 gm, 3 wm) and internal labels of the voxels ``zi x yi x xi``."""
-    z, y, x = _grid(zi, yi, xi, p.dims, (1.0, 1.0, 1.0))
+    z, y, x = _grid(zi, yi, xi, p.dims, p.spacing)
     f = p.fields
     rc, rb, ra = p.radii
     rr = _ellipsoid(z, y, x, (0.0, 0.0, 0.0), (rc, rb, ra)) + 0.05 * f["brain"].sample(zi, yi, xi)
@@ -538,13 +561,14 @@ def brats_case(rng: np.random.Generator, shape=DEFAULT_SHAPE["brats"], hgg: bool
 
     Args:
         rng: the case's random generator.
-        shape: ``(X, Y, Z)`` voxels (1 mm spacing).
+        shape: ``(X, Y, Z)`` voxels spanning :data:`BRATS_FOV`.
         hgg: high-grade (necrosis + enhancing shell) or low-grade (non-enhancing core) tumor.
 
     Returns:
         ``(images, label, spacing)``: ``images`` maps flair/t1/t1ce/t2 to ``int16`` arrays in
         canonical ``[z, y, x]`` order (zero outside the brain); ``label`` is ``uint8`` in the
-        internal convention (1 necrotic/non-enhancing core, 2 edema, 3 enhancing); spacing (1, 1, 1).
+        internal convention (1 necrotic/non-enhancing core, 2 edema, 3 enhancing); spacing ``(z, y, x)``
+        in mm (:data:`BRATS_FOV` over the shape).
     """
     plan = _brats_plan(rng, shape, hgg)
     images = {name: np.empty(plan.dims, dtype=np.int16) for name in BRATS_MODALITIES}
@@ -555,7 +579,7 @@ def brats_case(rng: np.random.Generator, shape=DEFAULT_SHAPE["brats"], hgg: bool
         slab, label[z0:z1] = _brats_slab(plan, z0, z1)
         for name in BRATS_MODALITIES:
             images[name][z0:z1] = slab[name]
-    return images, label, (1.0, 1.0, 1.0)
+    return images, label, plan.spacing
 
 
 # ---------------------------------------------------------------------------------------------- writing

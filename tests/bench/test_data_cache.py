@@ -26,6 +26,7 @@ from bench.data import (
     write_splits,
 )
 from bench.data.preprocess import crop_or_pad, window
+from bench.data.selection import lesion_slices
 from bench.errors import LfubenchError
 
 SHAPE = (64, 64, 16)
@@ -258,6 +259,22 @@ def test_training_slices(data_lits_root, tmp_path):
     assert cache.content[chosen].all()
     only_fg = training_slices(cache, ids, background_fraction=0.0)
     assert cache.foreground[only_fg].all() and len(only_fg) < len(chosen)
+
+
+def test_training_slices_repeat_lesion_slices(data_lits_root, tmp_path):
+    cache = open_cache(prepare_cache("lits", data_lits_root, tmp_path, PreprocessConfig("lits", size=32)))
+    ids = ["0", "1", "2"]
+    once = training_slices(cache, ids, seed=0, lesion_repeat=1)
+    assert len(np.unique(once)) == len(once)
+    tumor = [i for i in once if (cache[int(i)][1] == 2).any()]  # the slices showing tumor (label 2)
+    assert len(tumor)
+    np.testing.assert_array_equal(lesion_slices(cache, once), tumor)
+    four = training_slices(cache, ids, seed=0)  # the default: LESION_REPEAT = 4
+    values, counts = np.unique(four, return_counts=True)
+    np.testing.assert_array_equal(values, once)  # the same slices, background draw included
+    np.testing.assert_array_equal(counts, np.where(np.isin(values, tumor), 4, 1))
+    with pytest.raises(ValueError, match="lesion repeat"):
+        training_slices(cache, ids, lesion_repeat=0)
 
 
 def test_cli_prepare_writes_cache_and_splits(data_brats_root, tmp_path, monkeypatch, capsys):

@@ -10,7 +10,7 @@ import pytest
 
 from bench.data import find_cases, read_case, write_phantom
 from bench.data.labels import map_labels
-from bench.data.phantom import brats_case, lits_case
+from bench.data.phantom import brats_case, brats_group, lits_case
 from bench.datasets import DATASETS
 from bench.metrics import MetricInputError, split_labels
 
@@ -81,6 +81,35 @@ def test_lits_phantom_content(data_lits_root):
     assert not all(tumor_flags) and any(tumor_flags)  # some tumor-free cases
 
 
+def test_phantom_label_statistics_like_the_real_data():
+    """Organ and lesion sizes in cm^3 and their proportions as in LiTS 2017 and BraTS 2018."""
+    burdens, tumor_free = [], 0
+    for i in range(16):
+        _, label, spacing = lits_case(np.random.default_rng([0, i]), (48, 48, 24))
+        cm3 = np.prod(spacing) / 1000
+        liver = (label > 0).sum() * cm3  # tumors are part of the liver volume
+        assert 1000 < liver < 3000
+        if (label == 2).any():
+            burdens.append((label == 2).sum() * cm3 / liver)
+        else:
+            tumor_free += 1
+    assert 1 <= tumor_free <= 5  # some tumor-free cases, most with tumors
+    assert 0.01 < np.mean(burdens) < 0.1 and max(burdens) < 0.3  # a few % of the liver, some large
+    assert min(burdens) < 0.005  # and some small lesions
+    wt_share = []
+    for i in range(8):
+        hgg = brats_group(i) == "HGG"
+        images, label, spacing = brats_case(np.random.default_rng([0, i]), (48, 48, 24), hgg=hgg)
+        brain = np.count_nonzero(images["flair"])  # zero outside the brain
+        brain_cm3 = brain * np.prod(spacing) / 1000
+        assert 1200 < brain_cm3 < 1700
+        wt, tc, et = ((label > 0).sum(), np.isin(label, (1, 3)).sum(), (label == 3).sum())
+        wt_share.append(wt / brain)
+        assert 0.2 < tc / wt < 0.6  # edema around the core
+        assert 0.6 < et / tc < 0.95 if hgg else et / tc < 0.1  # an enhancing rim around necrosis
+    assert 0.02 < min(wt_share) and max(wt_share) < 0.25 and 0.04 < np.mean(wt_share) < 0.12
+
+
 def test_phantom_deterministic_and_seed_dependent(tmp_path):
     a = write_phantom("lits", tmp_path / "a", cases=2, shape=(32, 32, 8), seed=1)
     b = write_phantom("lits", tmp_path / "b", cases=1, shape=(32, 32, 8), seed=1)
@@ -140,7 +169,9 @@ def test_brats2018_hgg_lgg_layout_and_labels(data_brats_root):
     np.testing.assert_array_equal(data.label, label)  # 4 -> 3 internally
     for k, m in enumerate(data.channels):
         np.testing.assert_array_equal(data.image[k], images[m])
-    assert data.spacing == (1.0, 1.0, 1.0)
+    # the grid spans BraTS's 155 mm and the 192 x 192 mm in-plane crop: 1 mm voxels at 192 x 192 x 155
+    assert data.spacing == spacing == pytest.approx((155 / 16, 192 / 64, 192 / 64))
+    assert brats_case(np.random.default_rng([3, 0]), (192, 192, 155))[2] == pytest.approx((1.0, 1.0, 1.0))
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])  # the HGG cases
