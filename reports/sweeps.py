@@ -88,9 +88,10 @@ def front_figure(trials: pd.DataFrame, objectives: Sequence[tuple[str, str]], ti
             ax.scatter(grp[x], grp[y], s=36, color=colours[family], label=family, zorder=3,
                        edgecolor="black", linewidth=0.4)
         # the other families' dominated trials keep their colour as a ring, so each family is visible
+        on_front = set(front["family"])
         for family, grp in dominated.groupby("family", sort=True):
             ax.scatter(grp[x], grp[y], s=30, facecolor="none", edgecolor=colours[family], linewidth=0.8,
-                       zorder=2)
+                       zorder=2, label=None if family in on_front else f"{family} (none on the front)")
         if len(front) > 1 and x != y:
             ax.plot(front[x], front[y], color="0.3", lw=0.8, ls="--", zorder=1)
         for _, r in front.iterrows():
