@@ -6,10 +6,12 @@ at the last step of the budget. A budget in minutes caps a run in epochs/steps: 
 stops at the first step boundary past the limit, and the schedule is the one of the
 step/epoch budget.
 
-Validation runs every ``val_every`` epochs on the validation slices: the score is the mean
-over foreground classes of the pooled (global) Dice over all validation pixels. The best
-score's weights are saved as a state dict (``best.pt``) and re-loaded with
-``weights_only=True``.
+Validation runs every ``val_every`` epochs on the validation slices (and, with
+``val_at_start``, once before the first step, as epoch 0): the score is the mean over
+foreground classes of the pooled (global) Dice over all validation pixels. The best score's
+weights are saved as a state dict (``best.pt``) and re-loaded with ``weights_only=True``, so a
+run that only makes a model worse (fine-tuning after pruning, with ``val_at_start``) returns
+the weights it started from.
 
 Feeding, precision and speed (settings of :class:`TrainConfig`):
 
@@ -78,6 +80,8 @@ class TrainConfig:
         lr: peak AdamW learning rate. Defaults to 1e-3.
         weight_decay: AdamW weight decay. Defaults to 1e-4.
         val_every: validate every this many epochs. Defaults to 1.
+        val_at_start: also validate the starting weights (epoch 0), so they are kept when no
+            epoch beats them. Defaults to False.
         seed: seeds Python, NumPy and torch, and the batch order. Defaults to 0.
         device: ``"cpu"`` or ``"cuda"``. Defaults to ``"cpu"``.
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; ``fp16`` with a loss scaler,
@@ -106,6 +110,7 @@ class TrainConfig:
     lr: float = field(default=1e-3, metadata={"min": 0, "exclusive": True})
     weight_decay: float = field(default=1e-4, metadata={"min": 0})
     val_every: int = field(default=1, metadata={"min": 1})
+    val_at_start: bool = False
     seed: int = 0
     device: str = "cpu"
     precision: str | None = field(default=None, metadata={
@@ -366,6 +371,11 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, num_cl
         bar = tqdm(total=total_steps, desc="train", unit="step", leave=False, dynamic_ncols=True,
                    disable=None)  # None: off when the output is not a terminal (logs, CI)
     try:
+        if val_loader is not None and config.val_at_start:
+            best, best_epoch = validation_dice(model, val_loader, num_classes, device), 0
+            torch.save(model.state_dict(), ckpt)
+            history.append({"epoch": 0, "step": 0, "loss": None, "val_dice": best,
+                            "seconds": time.perf_counter() - start})
         for epoch in range(1, epochs + 1):
             model.train()
             losses = EpochLosses(epoch, sync_every, bar)
@@ -401,5 +411,6 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, num_cl
         val_loader = None
     seconds = time.perf_counter() - start
     model.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True))
-    return TrainResult(best_score=best, best_epoch=best_epoch, epochs_run=len(history), steps_run=step,
+    epochs_run = sum(1 for r in history if r["epoch"] > 0)
+    return TrainResult(best_score=best, best_epoch=best_epoch, epochs_run=epochs_run, steps_run=step,
                        seconds=seconds, checkpoint=str(ckpt), history=history, settings=settings)

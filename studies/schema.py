@@ -134,6 +134,8 @@ class ModelSpec:
                                        "from scratch"})
     finetune_epochs: int | None = field(default=None, metadata={
         "min": 0, "doc": "fine-tuning budget after pruning; default a quarter of [train]'s (at least 1)"})
+    finetune_lr: float | None = field(default=None, metadata={
+        "min": 0, "exclusive": True, "doc": "fine-tuning's peak learning rate; default a tenth of [train]'s"})
     kwargs: dict = field(default_factory=dict, metadata={"extra": True})
 
     def __post_init__(self) -> None:

@@ -85,6 +85,21 @@ def test_step_budget_is_respected(tmp_path):
     assert result.steps_run == 5 and result.epochs_run == 1
 
 
+def test_val_at_start_keeps_the_starting_weights_when_no_epoch_beats_them(tmp_path, monkeypatch):
+    import bench.train
+
+    scores = iter([0.9, 0.2, 0.3])  # the start, then two worse epochs
+    monkeypatch.setattr(bench.train, "validation_dice", lambda *a, **k: next(scores))
+    torch.manual_seed(0)
+    model = models.create_model("unet", base_width=4)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainConfig(epochs=2, batch_size=8, lr=1e-2, progress=False, val_at_start=True)
+    result = train(model, _disks(16), _disks(8, seed=1), 3, config, tmp_path)
+    assert result.best_epoch == 0 and result.best_score == 0.9 and result.epochs_run == 2
+    assert [h["epoch"] for h in result.history] == [0, 1, 2]
+    assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
+
+
 def test_nan_loss_is_reported(tmp_path):
     model = models.create_model("unet", base_width=4)
     with torch.no_grad():
