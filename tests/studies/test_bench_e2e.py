@@ -15,26 +15,9 @@ from lfubench.cli import main
 from studies.pipeline import run_item
 from studies.plan import load_plan
 
-TINY = """
-name = "tiny"
-seeds = [0]
-[train]
-epochs = 1
-batch_size = 8
-threads = 2
-[measure]
-device = "cpu"
-batch_sizes = [1]
-iterations = 5
-warmup = 3
-threads = 2
-[[datasets]]
-name = "lits"
-kind = "phantom-lits"
-cases = 5
-shape = [32, 32, 8]
-size = 32
-[[models]]
+from ._plans import TINY_SECTIONS
+
+TINY = 'name = "tiny"' + TINY_SECTIONS.format(epochs=1) + """[[models]]
 name = "lfunet"
 label = "LFU-Net w8"
 levels = [1, 4]

@@ -15,26 +15,9 @@ import models
 from studies.pipeline import finetune_config, run_item
 from studies.plan import PlanError, load_plan
 
-PLAN = """
-name = "pruned"
-seeds = [0]
-[train]
-epochs = 2
-batch_size = 8
-threads = 2
-[measure]
-device = "cpu"
-batch_sizes = [1]
-iterations = 5
-warmup = 3
-threads = 2
-[[datasets]]
-name = "lits"
-kind = "phantom-lits"
-cases = 5
-shape = [32, 32, 8]
-size = 32
-[[models]]
+from ._plans import TINY_SECTIONS
+
+PLAN = 'name = "pruned"' + TINY_SECTIONS.format(epochs=2) + """[[models]]
 name = "lfunet"
 base_width = 16
 levels = [2, 4]
