@@ -44,6 +44,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -318,6 +319,8 @@ def train(
     num_classes: int,
     config: TrainConfig,
     out_dir: str | Path,
+    *,
+    on_validation: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``train_set`` (items ``(image CxHxW float, label HxW int64)``).
 
@@ -325,16 +328,22 @@ def train(
     to ``out_dir/best.pt`` and loads them back into ``model`` before returning.
     Raises :class:`TrainingDiverged` on a NaN/Inf loss, :class:`bench.errors.OptionError` for a
     precision the device cannot train in.
+
+    ``on_validation(epoch, val_dice)``, when given, is called after every validation, the one
+    of the starting weights (epoch 0, with ``val_at_start``) included: the ``history`` entries
+    that have a ``val_dice``, as they happen. An exception it raises ends training and
+    propagates (a sweep's pruner stops a trial this way); the loader is closed first.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with torch_threads(config.threads), cudnn_benchmark(is_cuda(config.device) or
                                                         torch.backends.cudnn.benchmark):
-        return _train(model, train_set, val_set, num_classes, config, out_dir)
+        return _train(model, train_set, val_set, num_classes, config, out_dir, on_validation)
 
 
 def _train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, num_classes: int,
-           config: TrainConfig, out_dir: Path) -> TrainResult:
+           config: TrainConfig, out_dir: Path,
+           on_validation: Callable[[int, float], None] | None = None) -> TrainResult:
     device = config.device
     cuda = is_cuda(device)
     precision = resolve_precision(config.precision, device)
@@ -376,6 +385,8 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, num_cl
             torch.save(model.state_dict(), ckpt)
             history.append({"epoch": 0, "step": 0, "loss": None, "val_dice": best,
                             "seconds": time.perf_counter() - start})
+            if on_validation is not None:
+                on_validation(0, best)
         for epoch in range(1, epochs + 1):
             model.train()
             losses = EpochLosses(epoch, sync_every, bar)
@@ -402,6 +413,8 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, num_cl
                 torch.save(model.state_dict(), ckpt)
             history.append(record)
             log.debug("epoch %d: %s", epoch, record)
+            if on_validation is not None and "val_dice" in record:
+                on_validation(epoch, record["val_dice"])
             if last:
                 break
     finally:

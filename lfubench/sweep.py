@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder (default runs/<study name>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a study setting, validated like the file: n_trials=20, train.epochs=2, "
-                   "sampler.name=tpe, search.base_width=[4,8], datasets.NAME.cases=6 (repeatable)")
+                   "sampler.name=tpe, search.base_width=[4,8], search.lfunet.groups=[4,8], "
+                   "pruner.name=median, datasets.NAME.cases=6 (repeatable)")
     p.add_argument("--storage", help="Optuna storage: sqlite:///FILE (default: OUT/study.db), journal:FILE "
                    "for several local processes, or postgresql://USER:PASSWORD@HOST/DB for several machines")
     p.add_argument("--workers", type=int, default=1,
@@ -166,6 +167,7 @@ def run_sweep(args: argparse.Namespace, study) -> int:
 
 def _work(args, study, sweep, out: Path) -> dict:
     """This process's trials, each logged when it starts and when it ends."""
+    from optuna.trial import TrialState
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from studies.sweep import item_evaluator
@@ -183,7 +185,9 @@ def _work(args, study, sweep, out: Path) -> dict:
     def ended(trial, record, reason) -> None:
         took = time.perf_counter() - clock.get(trial.number, time.perf_counter())
         if reason:
-            log.info("trial %d failed after %.1f s: %s", trial.number, took, reason)
+            pruned = sweep.storage.get_trial(trial._trial_id).state == TrialState.PRUNED
+            log.info("trial %d %s after %.1f s: %s", trial.number, "stopped" if pruned else "failed", took,
+                     reason)
             return
         figures = sweep.storage.get_trial(trial._trial_id).user_attrs.get("objectives", {})
         log.info("trial %d done in %.1f s: %s", trial.number, took,
@@ -191,8 +195,8 @@ def _work(args, study, sweep, out: Path) -> dict:
 
     with logging_redirect_tqdm():
         counts = sweep.run(evaluate, max_trials=args.max_trials, on_start=started, on_end=ended)
-    log.info("this worker ran %d trial(s), %d failed", counts["complete"] + counts["failed"],
-             counts["failed"])
+    log.info("this worker ran %d trial(s), %d failed, %d pruned", sum(counts.values()), counts["failed"],
+             counts["pruned"])
     return counts
 
 
@@ -233,10 +237,12 @@ def show(args: argparse.Namespace, study) -> int:
     front = front_table(trials, objectives)
     n_done = int((trials["state"] == "complete").sum()) if not trials.empty else 0
     n_failed = int((trials["state"] == "fail").sum()) if not trials.empty else 0
+    n_pruned = int((trials["state"] == "pruned").sum()) if not trials.empty else 0
     cons = "; constraints " + ", ".join(c.text for c in study.objectives.constraints) \
         if study.objectives.constraints else ""
     header = (f"Pareto front of sweep {study.name}: {len(front)} of {n_done} complete trials "
-              f"({n_failed} failed){cons}; scores are test-case means at the model's own pruning level")
+              f"({n_failed} failed, {n_pruned} pruned){cons}; scores are test-case means at the model's own "
+              "pruning level")
     print(format_front(front, args.format, header=header if args.format != "csv" else None))
     if args.format == "md":
         if not hv.empty:

@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -234,7 +235,8 @@ def _train_info(result, config: TrainConfig) -> dict:
             "settings": result.settings, "history": result.history}
 
 
-def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True) -> dict:
+def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
+             on_validation: Callable[[int, float], None] | None = None) -> dict:
     """Train and evaluate one plan item; return every figure (JSON-able) for its trial.
 
     A channel-pruned entry (``prune_ratio > 0``) in ``finetune`` mode trains the full model,
@@ -243,6 +245,9 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True)
     freshly initialised model) are trained from scratch for the whole budget. The item folder
     holds ``model.json`` (``models.create_model(**config)`` rebuilds the delivered model, whose
     state dict is the last ``best.pt``) and ``overlays.npz`` (test slices for figures).
+    ``on_validation(epoch, val_dice)`` goes to the main training run only
+    (:func:`bench.train.train`), not to fine-tuning after pruning: a sweep's pruner judges a
+    trial by it.
     """
     run_dir = Path(run_dir)
     spec, dspec = item.model, item.dataset
@@ -263,7 +268,7 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True)
     val_idx = [i for cid in splits["val"] for i in cache.case_indices(cid)]
     val_set = CacheSlices(cache, val_idx)
     out = run_dir / "items" / slug(item.id)
-    result = train(model, train_set, val_set, num_classes, config, out)
+    result = train(model, train_set, val_set, num_classes, config, out, on_validation=on_validation)
     precision = result.settings["precision"]
     train_info = _train_info(result, config)
     metrics, efficiency = [], []

@@ -22,10 +22,12 @@ How a sweep runs (:class:`Sweep`):
   plan item does (:func:`studies.engine.store_record`), plus ``spec`` (its model),
   ``objectives`` (the figures of its objectives and constraints) and ``item`` (its item id);
   constraints go to Optuna with ``Trial.set_constraint``.
-
-Multi-objective studies cannot use Optuna's pruners (``Trial.report`` and ``should_prune``
-raise there); early stopping would need a single objective and per-validation reports from
-training, which :func:`bench.train.train` does not give yet.
+- **Pruning.** With a ``[pruner]`` (:class:`studies.sweepfile.PrunerSpec`, one objective only:
+  Optuna's ``Trial.report`` and ``should_prune`` raise for several), each validation of a
+  trial's main training run after epoch 0 is reported (``Trial.report(val_dice, epoch)``;
+  fine-tuning after channel pruning is not), and a trial the pruner stops raises
+  ``optuna.TrialPruned`` out of training: it is marked PRUNED with ``pruned_epoch`` and uses up
+  its slot. The validation Dice is judged, whatever the study's one (maximized) objective.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from .engine import EngineConfig, Heartbeat, claim_lock, fail_lost, fail_reason,
 from .objectives import MAXIMIZE, FigureError, record_figures
 from .plan import Item
 from .schema import ModelSpec, section_dict
-from .sweepfile import SamplerSpec, SweepStudy
+from .sweepfile import PrunerSpec, SamplerSpec, SweepStudy
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +79,41 @@ def make_sampler(spec: SamplerSpec, n_objectives: int,
             return optuna.samplers.TPESampler(n_startup_trials=spec.n_startup_trials, seed=seed,
                                               multivariate=True, group=True, constant_liar=True)
     if spec.name == "gp":
-        return optuna.samplers.GPSampler(n_startup_trials=spec.n_startup_trials, seed=seed)
+        # needs torch and scipy (both lfubench dependencies); the settings a family lacks are drawn
+        # at random (the GP models a fixed space), which is the space's design, not worth a warning
+        return optuna.samplers.GPSampler(n_startup_trials=spec.n_startup_trials, seed=seed,
+                                         warn_independent_sampling=False)
     raise LfubenchError(f"[sampler] name: unknown sampler {spec.name!r}")
+
+
+def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
+    """The named pruner with every setting given explicitly; ``none`` never prunes."""
+    if spec.name == "none":
+        return optuna.pruners.NopPruner()
+    if spec.name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=spec.n_startup_trials,
+                                           n_warmup_steps=spec.n_warmup_steps, interval_steps=1,
+                                           n_min_trials=1)
+    if spec.name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=spec.min_resource,
+                                                      reduction_factor=spec.reduction_factor,
+                                                      min_early_stopping_rate=0, bootstrap_count=0)
+    raise LfubenchError(f"[pruner] name: unknown pruner {spec.name!r}")
+
+
+def pruning_reporter(trial: optuna.Trial) -> Callable[[int, float], None]:
+    """The ``on_validation`` of a trial's training: report each validation Dice at its epoch
+    (not epoch 0: the starting weights say nothing of the model) and raise
+    ``optuna.TrialPruned`` when the study's pruner says so."""
+
+    def on_validation(epoch: int, val_dice: float) -> None:
+        if epoch == 0:
+            return
+        trial.report(val_dice, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} (validation Dice {val_dice:.4g})")
+
+    return on_validation
 
 
 def _slot(t) -> int | None:
@@ -107,11 +142,14 @@ class Sweep:
         directions = [optuna.study.StudyDirection.MAXIMIZE if d == MAXIMIZE else
                       optuna.study.StudyDirection.MINIMIZE for d in self.objectives.directions]
         self.sampler = make_sampler(study.sampler, len(directions))
+        pruner = make_pruner(study.pruner)
         try:
-            self.study = optuna.load_study(study_name=study.name, storage=self.storage, sampler=self.sampler)
+            self.study = optuna.load_study(study_name=study.name, storage=self.storage, sampler=self.sampler,
+                                           pruner=pruner)
         except KeyError:
             self.study = optuna.create_study(storage=self.storage, study_name=study.name,
-                                             sampler=self.sampler, directions=directions, load_if_exists=True)
+                                             sampler=self.sampler, pruner=pruner, directions=directions,
+                                             load_if_exists=True)
         if list(self.study.directions) != directions or (
                 self.study.metric_names not in (None, self.objectives.names)):
             raise LfubenchError(
@@ -197,18 +235,18 @@ class Sweep:
         self.sync()
         timeout = timeout if timeout is not None else self.spec.settings.timeout
         started = time.monotonic()
-        counts = {"complete": 0, "failed": 0}
-        while max_trials is None or counts["complete"] + counts["failed"] < max_trials:
+        counts = {"complete": 0, "failed": 0, "pruned": 0}
+        while max_trials is None or sum(counts.values()) < max_trials:
             if timeout is not None and time.monotonic() - started > timeout:
                 break
             trial = self._claim()
             if trial is None:
                 break
-            ok = self._run_one(trial, evaluate, on_start, on_end)
-            counts["complete" if ok else "failed"] += 1
+            counts[self._run_one(trial, evaluate, on_start, on_end)] += 1
         return counts
 
-    def _run_one(self, trial: optuna.Trial, evaluate: Evaluate, on_start, on_end) -> bool:
+    def _run_one(self, trial: optuna.Trial, evaluate: Evaluate, on_start, on_end) -> str:
+        """Run one claimed trial; return its outcome: ``complete``, ``failed`` or ``pruned``."""
         t0 = time.perf_counter()
         tid = trial._trial_id
         record = None
@@ -223,6 +261,15 @@ class Sweep:
                 record = evaluate(spec, trial)
                 store_record(self.storage, tid, record, time.perf_counter() - t0)
                 figures = record_figures(record, self.objectives.figures_needed, self.spec.measure)
+        except optuna.TrialPruned as err:  # stopped by the pruner: its slot is used
+            epoch = self.storage.get_trial(tid).last_step
+            log.info("trial %d %s", trial.number, err)
+            _free_cuda_memory()
+            self.storage.set_trial_user_attr(tid, "pruned_epoch", epoch)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            if on_end:
+                on_end(trial, None, str(err))
+            return "pruned"
         except Exception as err:  # recorded, and the study goes on
             reason = fail_reason(err)
             if isinstance(err, FigureError):
@@ -234,14 +281,14 @@ class Sweep:
             self.study.tell(trial, state=TrialState.FAIL)
             if on_end:
                 on_end(trial, record, reason)
-            return False
+            return "failed"
         self.storage.set_trial_user_attr(tid, "objectives", figures)
         for c in self.objectives.constraints:
             trial.set_constraint(c.text, c.value(figures[c.figure]))
         self.study.tell(trial, [figures[n] for n in self.objectives.names])
         if on_end:
             on_end(trial, record, None)
-        return True
+        return "complete"
 
     # -- state ----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -272,13 +319,16 @@ def _free_cuda_memory() -> None:
 
 
 def item_evaluator(study: SweepStudy, run_dir: str | Path, progress: bool = True) -> Evaluate:
-    """Each trial as a bench item: :func:`studies.pipeline.run_item` on the study's dataset and seed."""
-    from .pipeline import run_item
+    """Each trial as a bench item: :func:`studies.pipeline.run_item` on the study's dataset and
+    seed; with a pruner, its training reports to it (:func:`pruning_reporter`)."""
+    from . import pipeline
 
     plan = study.plan()
 
     def evaluate(spec: ModelSpec, trial: optuna.Trial) -> dict:
-        return run_item(Item(spec, study.dataset, study.settings.seed), plan, run_dir, progress=progress)
+        report = pruning_reporter(trial) if study.pruner.name != "none" else None
+        return pipeline.run_item(Item(spec, study.dataset, study.settings.seed), plan, run_dir,
+                                 progress=progress, on_validation=report)
 
     return evaluate
 
@@ -300,7 +350,8 @@ def open_sweep(study: SweepStudy, storage_url: str) -> optuna.Study:
 def trials_frame(study: optuna.Study, sweep: SweepStudy) -> pd.DataFrame:
     """One row per finished or running trial: number, state, slot, family, label, its searched
     parameters (``p:NAME``), objective and constraint figures, ``feasible``, ``pareto`` (on the
-    front of the feasible complete trials), ``fail_reason`` and ``seconds``."""
+    front of the feasible complete trials), ``fail_reason``, ``pruned_epoch`` (the epoch a
+    pruned trial stopped at) and ``seconds``."""
     names = sweep.objectives.names
     front = pareto_numbers(study)
     rows = []
@@ -322,6 +373,7 @@ def trials_frame(study: optuna.Study, sweep: SweepStudy) -> pd.DataFrame:
         row["feasible"] = bool(t.state == TrialState.COMPLETE and all(v <= 0 for v in cons.values()))
         row["pareto"] = t.number in front
         row["fail_reason"] = t.user_attrs.get("fail_reason", "")
+        row["pruned_epoch"] = t.user_attrs.get("pruned_epoch", math.nan)
         row["seconds"] = t.user_attrs.get("item_seconds", math.nan)
         rows.append(row)
     df = pd.DataFrame(rows)

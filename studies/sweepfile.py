@@ -31,34 +31,44 @@ work starts. A small study::
     name = "nsga2"
     seed = 0
 
+    # [pruner]               # PrunerSpec: one objective only
+    # name = "median"        # none (default) | median | halving
+    # n_startup_trials = 4
+
 Every problem is one line naming the file and the key. ``--set`` overrides settings as for
 plans (``n_trials=20``, ``sampler.name=tpe``, ``search.base_width=[4,8,16]``,
-``datasets.lits.cases=6``).
+``datasets.lits.cases=6``), and a per-family setting as ``search.FAMILY.KEY=VALUE``
+(``search.lfunet.groups=[4,8]``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import models
 from bench.datasets import dataset_info
 from bench.train import TrainConfig
 
-from .objectives import Objectives, read_objectives
-from .plan import Plan, apply_overrides, read_run_sections, read_toml
+from .objectives import MAXIMIZE, Objectives, read_objectives
+from .plan import Plan, _value, apply_overrides, read_run_sections, read_toml
 from .schema import TRAIN_SKIP, DatasetSpec, MeasureSpec, PlanError, read_section, section_dict, unknown_key
-from .space import Space, read_space
+from .space import KEYS, Space, families, read_space
 
 TOP_KEYS = ("name", "description", "seed", "n_trials", "timeout", "train", "measure", "datasets", "search",
-            "objectives", "sampler")
+            "objectives", "sampler", "pruner")
 
-#: tables whose keys --set may name as TABLE.KEY
-TABLES = ("train", "measure", "search", "objectives", "sampler")
+#: tables whose keys --set may name as TABLE.KEY (and search.FAMILY.KEY)
+TABLES = ("train", "measure", "search", "objectives", "sampler", "pruner")
 
 #: the samplers a study may name
 SAMPLERS = ("nsga2", "tpe", "gp")
+
+#: the pruners a study may name
+PRUNERS = ("none", "median", "halving")
 
 
 @dataclass
@@ -87,6 +97,28 @@ class SamplerSpec:
 
 
 @dataclass
+class PrunerSpec:
+    """``[pruner]``: stop poor trials early, judged by their validation Dice after each
+    validation of the main training run (every ``[train].val_every`` epochs; the step is the
+    epoch). Single-objective studies only: Optuna's ``Trial.report`` and ``should_prune`` raise
+    for several objectives. Every setting is passed to Optuna explicitly (neither pruner draws
+    random numbers, so neither takes a seed)."""
+
+    name: str = field(default="none", metadata={
+        "choices": PRUNERS, "doc": "none, median (Optuna's MedianPruner) or halving (its "
+                                   "SuccessiveHalvingPruner)"})
+    n_startup_trials: int = field(default=5, metadata={
+        "min": 0, "doc": "median: trials completed before any is pruned"})
+    n_warmup_steps: int = field(default=0, metadata={
+        "min": 0, "doc": "median: a trial is not pruned before this epoch"})
+    min_resource: int = field(default=1, metadata={
+        "min": 1, "doc": "halving: epochs every trial trains before the first rung"})
+    reduction_factor: int = field(default=3, metadata={
+        "min": 2, "doc": "halving: rung k is at min_resource x reduction_factor^k epochs; the best "
+                         "1/reduction_factor of the trials there go on"})
+
+
+@dataclass
 class SweepStudy:
     name: str
     description: str
@@ -98,6 +130,7 @@ class SweepStudy:
     space: Space
     objectives: Objectives
     sampler: SamplerSpec
+    pruner: PrunerSpec = field(default_factory=PrunerSpec)
 
     def plan(self) -> Plan:
         """The plan whose item pipeline runs each trial (no models: the sampler names them)."""
@@ -109,7 +142,36 @@ class SweepStudy:
         return {"name": self.name, "description": self.description, **section_dict(self.settings),
                 "train": section_dict(self.train, TRAIN_SKIP), "measure": section_dict(self.measure),
                 "datasets": [section_dict(self.dataset)], "search": self.space.to_toml(),
-                "objectives": self.objectives.to_toml(), "sampler": section_dict(self.sampler)}
+                "objectives": self.objectives.to_toml(), "sampler": section_dict(self.sampler),
+                "pruner": section_dict(self.pruner)}
+
+
+def apply_family_overrides(raw: dict, overrides: Sequence[str]) -> tuple[dict, list[str], list[str]]:
+    """Apply the ``search.FAMILY.KEY=VALUE`` overrides to (a copy of) ``raw``; return it, the
+    other overrides, and one line per malformed one. The key and value are checked when
+    ``[search]`` is read, as if the file said them."""
+    rest, problems, found = [], [], []
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        parts = key.strip().split(".")
+        if not sep or parts[0] != "search" or len(parts) < 3:
+            rest.append(text)
+        elif len(parts) != 3 or not all(parts) or parts[1] in KEYS:
+            problems.append(f"--set {text!r}: use search.KEY=VALUE or search.FAMILY.KEY=VALUE (a setting "
+                            "of one family, as in a [search.FAMILY] table)")
+        elif parts[1] not in models.list_models():
+            close = difflib.get_close_matches(parts[1], families(), n=1)
+            problems.append(f"--set {text!r}: {parts[1]!r} is not a model family"
+                            + (f" (did you mean {close[0]!r}?)" if close else "")
+                            + f"; families: {', '.join(families())}")
+        else:
+            found.append((parts[1], parts[2], _value(value.strip())))
+    if found:
+        raw = {**raw, "search": dict(raw.get("search") or {})}
+        for family, key, value in found:
+            table = raw["search"].get(family, {})
+            raw["search"][family] = {**(table if isinstance(table, dict) else {}), key: value}
+    return raw, rest, problems
 
 
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> SweepStudy:
@@ -117,7 +179,13 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> SweepStudy:
     :class:`~studies.schema.PlanError` listing every problem, one line each."""
     path = Path(path)
     where = str(path)
-    raw = apply_overrides(read_toml(path, "study"), overrides, tables=TABLES)
+    raw, rest, bad = apply_family_overrides(read_toml(path, "study"), overrides)
+    try:
+        raw = apply_overrides(raw, rest, tables=TABLES)
+    except PlanError as err:
+        bad = str(err).splitlines()[1:] + bad
+    if bad:
+        raise PlanError(f"{len(bad)} problem(s) in --set:\n" + "\n".join(bad))
     problems: list[str] = []
     for key in raw:
         if key not in TOP_KEYS:
@@ -143,7 +211,18 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> SweepStudy:
     if sampler and objectives:
         if sampler.name is None:
             sampler = dataclasses.replace(sampler, name="nsga2" if len(objectives.names) > 1 else "tpe")
+    pruner = read_section(PrunerSpec, raw.get("pruner", {}), f"{where}: [pruner]", problems)
+    if pruner and objectives and pruner.name != "none":
+        names = objectives.names
+        if len(names) > 1:
+            problems.append(f"{where}: [pruner] name {pruner.name!r}: pruners need one objective, the study "
+                            f"has {len(names)} ({', '.join(names)}); Optuna's Trial.report and should_prune "
+                            "raise for multi-objective studies (keep one objective, or name = \"none\")")
+        elif objectives.directions[0] != MAXIMIZE:
+            problems.append(f"{where}: [pruner] name {pruner.name!r}: a pruner judges trials by validation "
+                            f"Dice, which is maximized, but the objective {names[0]} is minimized "
+                            "(name = \"none\", or maximize a dice score)")
     if problems:
         raise PlanError(f"{len(problems)} problem(s) in study:\n" + "\n".join(problems))
     return SweepStudy(name, description, str(path), settings, train, measure, datasets[0], space, objectives,
-                      sampler)
+                      sampler, pruner)

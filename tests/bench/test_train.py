@@ -100,6 +100,43 @@ def test_val_at_start_keeps_the_starting_weights_when_no_epoch_beats_them(tmp_pa
     assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
 
 
+def test_on_validation_gets_every_validated_epoch_and_its_exception_ends_training(tmp_path, monkeypatch):
+    import bench.train
+
+    scores = iter([0.1, 0.4, 0.3, 0.5, 0.2, 0.6])  # start, epochs 2, 4, 5 (the last); then a second run
+    monkeypatch.setattr(bench.train, "validation_dice", lambda *a, **k: next(scores))
+    closed = []
+    make_feed = bench.train.make_feed
+
+    def feed(*args, **kwargs):
+        made = make_feed(*args, **kwargs)
+        close = made.close
+        made.close = lambda: (closed.append(True), close())
+        return made
+
+    monkeypatch.setattr(bench.train, "make_feed", feed)
+    config = TrainConfig(epochs=5, val_every=2, batch_size=8, progress=False, val_at_start=True)
+    seen = []
+    result = train(models.create_model("unet", base_width=4), _disks(16), _disks(8, seed=1), 3, config,
+                   tmp_path / "a", on_validation=lambda epoch, dice: seen.append((epoch, dice)))
+    assert seen == [(0, 0.1), (2, 0.4), (4, 0.3), (5, 0.5)]
+    assert seen == [(h["epoch"], h["val_dice"]) for h in result.history if "val_dice" in h]
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, dice):
+        seen.append((epoch, dice))
+        if epoch == 2:
+            raise Stop(f"stopped at epoch {epoch}")
+
+    seen.clear()
+    with pytest.raises(Stop, match="stopped at epoch 2"):
+        train(models.create_model("unet", base_width=4), _disks(16), _disks(8, seed=1), 3,
+              config, tmp_path / "b", on_validation=stop)
+    assert seen == [(0, 0.2), (2, 0.6)] and closed == [True, True]  # the loader closed both times
+
+
 def test_nan_loss_is_reported(tmp_path):
     model = models.create_model("unet", base_width=4)
     with torch.no_grad():

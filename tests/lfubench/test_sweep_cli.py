@@ -29,7 +29,7 @@ def stored(tmp_path_factory):
             raise MemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return fake_record(spec)
 
-    assert sweep.run(evaluate) == {"complete": 7, "failed": 1}
+    assert sweep.run(evaluate) == {"complete": 7, "failed": 1, "pruned": 0}
     return root, path, storage, sweep
 
 
@@ -40,8 +40,8 @@ def test_show_prints_the_front_and_writes_tables_and_figures(stored, capsys):
     printed = capsys.readouterr()
     lines = printed.out.splitlines()
     front = {t.number for t in sweep.study.best_trials}
-    assert lines[0].startswith(f"Pareto front of sweep fake: {len(front)} of 7 complete trials (1 failed); "
-                               "constraints params <= 150000")
+    assert lines[0].startswith(f"Pareto front of sweep fake: {len(front)} of 7 complete trials (1 failed, "
+                               "0 pruned); constraints params <= 150000")
     header = lines[2]
     assert [c.strip() for c in header.strip("|").split("|")][:5] == ["number", "family", "label", "dice:mean",
                                                                        "params"]
@@ -112,3 +112,20 @@ def test_show_without_a_storage_and_bad_targets_are_one_line(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
     missing = tmp_path / "missing.toml"
     assert capsys.readouterr().err.strip() == f"lfubench sweep: error: {missing}: study file not found"
+
+
+def test_set_a_per_family_search_setting_on_the_command_line(tmp_path, capsys):
+    path = write_study(tmp_path, n_trials=2)
+    out = str(tmp_path / "run")
+    assert main(["sweep", str(path), "--out", out, "--set", "search.unet.base_widht=3"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "lfubench sweep: error: 1 problem(s) in study:",
+        f"  {path}: [search.unet]: unknown key 'base_widht' (did you mean 'base_width'?)"]
+    assert main(["sweep", str(path), "--out", out, "--set", "search.unte.base_width=3"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "lfubench sweep: error: 1 problem(s) in --set:",
+        "  --set 'search.unte.base_width=3': 'unte' is not a model family (did you mean 'unet'?); families: "
+        "lfunet, unet, unet3p, unetpp"]
+    # a valid one passes validation (and show then finds no storage)
+    assert main(["sweep", "show", str(path), "--out", out, "--set", "search.unet.base_width=[2,3]"]) == 2
+    assert "no sweep storage at" in capsys.readouterr().err

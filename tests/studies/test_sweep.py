@@ -15,10 +15,12 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
@@ -283,6 +285,51 @@ def test_conditional_space_never_draws_a_model_that_cannot_be_built(tmp_path):
     assert "groups@w2" in names and "groups@w8" in names and "groups" not in names
 
 
+@pytest.mark.parametrize("name", ["lits", "brats"])
+def test_example_study_spaces_build_only_valid_models(name):
+    """The shipped LiTS and BraTS studies: every drawn model builds for the dataset's channels
+    and classes (each family runs at the study's input size), and each family has a model within
+    the study's constraint."""
+    import torch
+
+    from bench.datasets import dataset_info
+    from studies.sweepfile import load_study
+
+    study = load_study(ROOT / f"studies/sweeps/{name}.toml")
+    info = dataset_info(study.dataset.kind)
+    assert study.dataset.dataset == name and study.space.families == ["lfunet", "unet", "unetpp"]
+    assert study.objectives.names == ["dice:mean", "params"] and study.pruner.name == "none"
+    optuna_study = optuna.create_study(directions=["maximize", "minimize"],
+                                       sampler=optuna.samplers.RandomSampler(seed=0))
+    built: dict[tuple, int] = {}
+    for _ in range(40):
+        trial = optuna_study.ask()
+        spec = study.space.suggest(trial)
+        key = (spec.name, tuple(sorted(spec.kwargs.items())))
+        if key not in built:
+            net = models.create_model(spec.name, in_channels=info.in_channels, num_classes=info.num_classes,
+                                      **spec.kwargs).eval()
+            if spec.name not in {f for f, _ in built}:  # one forward pass per family (a second each)
+                with torch.no_grad():
+                    out = net(torch.zeros(1, info.in_channels, study.dataset.size, study.dataset.size))
+                assert out.shape == (1, info.num_classes, study.dataset.size, study.dataset.size)
+            built[key] = count_params(net)
+        kwargs = spec.kwargs
+        if spec.name == "lfunet":
+            assert kwargs["base_width"] in (8, 16) and kwargs["groups"] in (4, 8)
+            assert kwargs["prune_level"] in (3, 4)
+        else:
+            assert kwargs["base_width"] in (2, 3, 4) and "groups" not in kwargs
+            assert ("prune_level" in kwargs) == (spec.name == "unetpp")
+        assert spec.prune_ratio in (0.0, 0.25, 0.5)
+        optuna_study.tell(trial, [0.5, 1.0])
+    families = {f for f, _ in built}
+    assert families == {"lfunet", "unet", "unetpp"}
+    # every family has a model within the constraint (params <= 150 000) before channel pruning
+    for family in families:
+        assert min(n for (f, _), n in built.items() if f == family) <= 150_000, family
+
+
 def test_per_family_settings_override_the_shared_ones(tmp_path):
     from studies.sweepfile import load_study
 
@@ -299,6 +346,47 @@ def test_per_family_settings_override_the_shared_ones(tmp_path):
         study.tell(trial, 0.0)
     assert {w for f, w in widths if f == "unet"} == {2, 3}
     assert {w for f, w in widths if f != "unet"} == {4, 8, 12}
+
+
+def test_set_a_per_family_search_setting_is_validated_like_the_file(tmp_path):
+    from studies.space import Param, model_arguments
+    from studies.sweepfile import load_study
+
+    path = write_study(tmp_path, text=STUDY.format(n_trials=2, constraints="[]")
+                       + "\n[search.unet]\nprune_ratio = 0.0\n")
+    study = load_study(path, overrides=["search.unet.base_width=[2, 3]", "search.lfunet.groups=4"])
+    assert study.space.per_family == {
+        "unet": {"prune_ratio": Param("prune_ratio", float, fixed=0.0),
+                 "base_width": Param("base_width", int, choices=(2, 3))},
+        "lfunet": {"groups": Param("groups", int, fixed=4)}}
+    assert study.to_dict()["search"]["unet"] == {"prune_ratio": 0.0, "base_width": [2, 3]}
+
+    def problems(*overrides):
+        with pytest.raises(PlanError) as info:
+            load_study(path, overrides=list(overrides))
+        return str(info.value).splitlines()
+
+    at = f"{path}: [search.unet]"
+    assert problems("search.unet.base_widht=3") == [
+        "1 problem(s) in study:", f"{at}: unknown key 'base_widht' (did you mean 'base_width'?)"]
+    assert problems("search.unet.groups=[1, 2]") == [
+        "1 problem(s) in study:",
+        f"{at} groups: model 'unet' has no argument 'groups'; its arguments: "
+        + ", ".join(model_arguments("unet"))]
+    assert problems("search.unet.base_width=[0, 2]") == ["1 problem(s) in study:",
+                                                          f"{at} base_width: 0 is below 1"]
+    assert problems("search.unet3p.base_width=2") == [
+        "1 problem(s) in study:",
+        f"{path}: [search.unet3p]: 'unet3p' is not among the searched families ['lfunet', 'unet', 'unetpp']"]
+    assert problems("search.unte.base_width=2", "search.base_width.low=2", "train.epochz.x=1") == [
+        "3 problem(s) in --set:",
+        "--set 'train.epochz.x=1': 'train.epochz.x' is not a plan setting (use train.KEY, measure.KEY, "
+        "search.KEY, objectives.KEY, sampler.KEY, pruner.KEY, datasets.NAME.KEY, models.LABEL.KEY or a "
+        "top-level key)",
+        "--set 'search.unte.base_width=2': 'unte' is not a model family (did you mean 'unet'?); families: "
+        "lfunet, unet, unet3p, unetpp",
+        "--set 'search.base_width.low=2': use search.KEY=VALUE or search.FAMILY.KEY=VALUE (a setting of one "
+        "family, as in a [search.FAMILY] table)"]
 
 
 # --- objectives and constraints ---------------------------------------------------------------
@@ -352,7 +440,7 @@ def test_constraints_mark_infeasible_trials_and_keep_them_off_the_front(tmp_path
     from studies.sweep import trials_frame
 
     sweep, counts = _run_fake(tmp_path, n_trials=8, constraints='["params <= 60_000", "dice:mean >= 0.5"]')
-    assert counts == {"complete": 8, "failed": 0}
+    assert counts == {"complete": 8, "failed": 0, "pruned": 0}
     df = trials_frame(sweep.study, sweep.spec)
     assert len(df) == 8
     expect = (df["params <= 60000"] <= 60000) & (df["dice:mean >= 0.5"] >= 0.5)
@@ -378,7 +466,7 @@ def test_single_objective_mode_with_a_constraint(tmp_path):
     assert study.objectives.names == ["dice:mean"]
     sweep = Sweep(study, f"sqlite:///{tmp_path}/s.db")
     assert isinstance(sweep.study.sampler, optuna.samplers.TPESampler)
-    assert sweep.run(lambda spec, trial: fake_record(spec)) == {"complete": 6, "failed": 0}
+    assert sweep.run(lambda spec, trial: fake_record(spec)) == {"complete": 6, "failed": 0, "pruned": 0}
     df = trials_frame(sweep.study, study)
     feasible = df[df["feasible"]]
     assert len(feasible) and (feasible["params <= 130000"] <= 130000).all()
@@ -394,18 +482,18 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on_and_resumes_to_its_bu
     from studies.sweepfile import load_study
 
     sweep, counts = _run_fake(tmp_path, n_trials=5, fail_slot=2)
-    assert counts == {"complete": 4, "failed": 1}
+    assert counts == {"complete": 4, "failed": 1, "pruned": 0}
     failed = sweep.study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 1 and failed[0].user_attrs["slot"] == 2
     reason = failed[0].user_attrs["fail_reason"]
     assert reason == "FloatingPointError: training diverged: loss is nan at step 3"
     # the budget holds across runs: nothing left to do ...
     _, again = _run_fake(tmp_path, n_trials=5)
-    assert again == {"complete": 0, "failed": 0}
+    assert again == {"complete": 0, "failed": 0, "pruned": 0}
     # ... until it is raised
     study = load_study(write_study(tmp_path, n_trials=7))
     more = Sweep(study, f"sqlite:///{tmp_path}/s.db").run(lambda spec, trial: fake_record(spec))
-    assert more == {"complete": 2, "failed": 0}
+    assert more == {"complete": 2, "failed": 0, "pruned": 0}
     slots = sorted(t.user_attrs["slot"] for t in sweep.study.get_trials())
     assert slots == list(range(7))
 
@@ -447,7 +535,7 @@ def test_an_objective_without_a_finite_value_fails_the_trial_with_its_reason(tmp
         return record
 
     sweep = Sweep(study, f"sqlite:///{tmp_path}/s.db")
-    assert sweep.run(evaluate) == {"complete": 0, "failed": 2}
+    assert sweep.run(evaluate) == {"complete": 0, "failed": 2, "pruned": 0}
     reasons = {t.user_attrs["fail_reason"] for t in sweep.study.trials}
     assert reasons == {"objective hd95:tumor: no finite value in the trial's record (got nan)"}
     assert all("metrics" in t.user_attrs for t in sweep.study.trials)  # the record is kept
@@ -474,6 +562,124 @@ def test_unreachable_storage_and_missing_driver_are_one_line(tmp_path):
     with pytest.raises(LfubenchError,
                        match=r"^storage mysql://u:\*\*\*@h/x: its database driver is not installed"):
         Sweep(study, "mysql://u:secret@h/x")
+
+
+# --- samplers and pruners ---------------------------------------------------------------------
+
+
+def test_gp_sampler_runs_a_study_past_its_random_start(tmp_path):
+    from studies.sweep import Sweep
+    from studies.sweepfile import load_study
+
+    study = load_study(write_study(tmp_path, n_trials=4, constraints='["params <= 130_000"]'),
+                       overrides=["sampler.name=gp", "sampler.n_startup_trials=2"])
+    sweep = Sweep(study, f"sqlite:///{tmp_path}/s.db")
+    assert isinstance(sweep.study.sampler, optuna.samplers.GPSampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the conditional space draws quietly
+        assert sweep.run(lambda spec, trial: fake_record(spec)) == {"complete": 4, "failed": 0, "pruned": 0}
+    trials = sweep.study.get_trials()
+    assert all(t.state == TrialState.COMPLETE and "family" in t.params for t in trials)
+    assert len(trials) == 4
+
+
+def _poor_trial_run_item(planted: int, calls: list):
+    """A stand-in for run_item: validates at epochs 0-3 through ``on_validation`` (trial
+    ``planted`` scores 0.05, the others 0.5 + 0.1 x epoch), then returns a fake record."""
+
+    def run_item(item, plan, run_dir, progress=True, on_validation=None):
+        calls.append([])
+        poor = len(calls) - 1 == planted
+        for epoch in range(4):
+            calls[-1].append(epoch)
+            if on_validation is not None:
+                on_validation(epoch, 0.05 if poor else 0.5 + 0.1 * epoch)
+        return fake_record(item.model)
+
+    return run_item
+
+
+def test_median_pruner_stops_a_planted_poor_trial_which_uses_its_slot(tmp_path, monkeypatch, capsys):
+    from lfubench.cli import main
+    from studies import pipeline
+    from studies.sweep import Sweep, item_evaluator, trials_frame
+    from studies.sweepfile import load_study
+
+    path = write_study(tmp_path, n_trials=5)
+    overrides = ["objectives.minimize=[]", "sampler.name=tpe", "pruner.name=median",
+                 "pruner.n_startup_trials=2"]
+    study = load_study(path, overrides=overrides)
+    assert study.pruner.name == "median" and study.pruner.n_warmup_steps == 0
+    calls: list[list[int]] = []
+    monkeypatch.setattr(pipeline, "run_item", _poor_trial_run_item(3, calls))
+    storage = f"sqlite:///{tmp_path}/s.db"
+    sweep = Sweep(study, storage)
+    assert isinstance(sweep.study.pruner, optuna.pruners.MedianPruner)
+    assert sweep.run(item_evaluator(study, tmp_path, progress=False)) == {"complete": 4, "failed": 0,
+                                                                          "pruned": 1}
+    # trial 3 reported epoch 1 (never epoch 0), fell below the median and stopped there
+    assert calls == [[0, 1, 2, 3]] * 3 + [[0, 1]] + [[0, 1, 2, 3]]
+    trials = sweep.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED, TrialState.COMPLETE]
+    pruned = trials[3]
+    assert pruned.user_attrs["pruned_epoch"] == 1 and pruned.intermediate_values == {1: 0.05}
+    assert "fail_reason" not in pruned.user_attrs and "objectives" not in pruned.user_attrs
+    assert trials[0].intermediate_values == pytest.approx({1: 0.6, 2: 0.7, 3: 0.8})
+    assert sweep.counts() == {"complete": 4, "failed": 0, "pruned": 1, "running": 0, "waiting": 0}
+    df = trials_frame(sweep.study, study)
+    row = df[df["number"] == 3].iloc[0]
+    assert row["state"] == "pruned" and row["pruned_epoch"] == 1 and not row["feasible"]
+    assert df.loc[df["number"] != 3, "pruned_epoch"].isna().all()
+    # the pruned trial used up its slot: nothing is left to run
+    assert Sweep(study, storage).run(item_evaluator(study, tmp_path)) == {"complete": 0, "failed": 0,
+                                                                         "pruned": 0}
+    assert len(calls) == 5
+    # sweep show counts it
+    assert main(["sweep", "show", str(path), "--storage", storage, "--out", str(tmp_path / "run"),
+                 *[f"--set={o}" for o in overrides]]) == 0
+    assert "of 4 complete trials (0 failed, 1 pruned)" in capsys.readouterr().out.splitlines()[0]
+    written = pd.read_csv(tmp_path / "run" / "sweep" / "trials.csv")
+    assert written.loc[written["state"] == "pruned", "pruned_epoch"].tolist() == [1]
+    # without a pruner, training gets no callback and no trial is stopped
+    plain = load_study(path, overrides=["objectives.minimize=[]"])
+    calls.clear()
+    monkeypatch.setattr(pipeline, "run_item", _poor_trial_run_item(0, calls))
+    other = Sweep(plain, f"sqlite:///{tmp_path}/plain.db")
+    assert other.run(item_evaluator(plain, tmp_path), max_trials=1) == {"complete": 1, "failed": 0,
+                                                                       "pruned": 0}
+    assert isinstance(other.study.pruner, optuna.pruners.NopPruner)
+    assert other.study.get_trials()[0].intermediate_values == {}
+
+
+def test_a_pruner_needs_one_maximized_objective(tmp_path):
+    from studies.sweep import make_pruner
+    from studies.sweepfile import load_study
+
+    path = write_study(tmp_path, n_trials=2)
+
+    def problems(*overrides):
+        with pytest.raises(PlanError) as info:
+            load_study(path, overrides=list(overrides))
+        return str(info.value).splitlines()
+
+    assert problems("pruner.name=median") == [
+        "1 problem(s) in study:",
+        f"{path}: [pruner] name 'median': pruners need one objective, the study has 2 (dice:mean, params); "
+        "Optuna's Trial.report and should_prune raise for multi-objective studies (keep one objective, or "
+        'name = "none")']
+    assert problems("pruner.name=halving", "objectives.maximize=[]") == [
+        "1 problem(s) in study:",
+        f"{path}: [pruner] name 'halving': a pruner judges trials by validation Dice, which is maximized, "
+        'but the objective params is minimized (name = "none", or maximize a dice score)']
+    assert problems("pruner.name=hyperband", "pruner.reduction_factor=1") == [
+        "2 problem(s) in study:",
+        f"{path}: [pruner]: name 'hyperband' is not one of none, median, halving",
+        f"{path}: [pruner]: reduction_factor must be >= 2, got 1"]
+    halving = load_study(path, overrides=["objectives.minimize=[]", "pruner.name=halving",
+                                          "pruner.min_resource=2"])
+    assert isinstance(make_pruner(halving.pruner), optuna.pruners.SuccessiveHalvingPruner)
+    assert halving.to_dict()["pruner"] == {"name": "halving", "n_startup_trials": 5, "n_warmup_steps": 0,
+                                           "min_resource": 2, "reduction_factor": 3}
 
 
 # --- several workers, lost workers ------------------------------------------------------------
@@ -521,7 +727,7 @@ def test_killed_worker_loses_only_its_trial_which_is_retried_with_its_parameters
     first.wait()
     time.sleep(2.0)  # past the grace period
     rerun = worker(str(study), storage, log, 0.05)
-    assert rerun.communicate(timeout=120)[0].strip() == "{'complete': 3, 'failed': 0}"
+    assert rerun.communicate(timeout=120)[0].strip() == "{'complete': 3, 'failed': 0, 'pruned': 0}"
     done = _complete_by_slot(study, storage)
     assert sorted(done) == [0, 1, 2, 3] and all(len(v) == 1 for v in done.values())
     from studies.engine import make_storage
@@ -533,7 +739,7 @@ def test_killed_worker_loses_only_its_trial_which_is_retried_with_its_parameters
     retry = done[1][0]
     assert retry.user_attrs["retry_of"] == lost[0].number and retry.params == lost[0].params
     third = worker(str(study), storage, log, 0.05)
-    assert third.communicate(timeout=60)[0].strip() == "{'complete': 0, 'failed': 0}"
+    assert third.communicate(timeout=60)[0].strip() == "{'complete': 0, 'failed': 0, 'pruned': 0}"
 
 
 if __name__ == "__main__":

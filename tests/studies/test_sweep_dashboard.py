@@ -35,7 +35,7 @@ def test_dashboard_reads_a_sweep_storage(tmp_path):
 
     storage = f"sqlite:///{tmp_path}/s.db"
     sweep = Sweep(load_study(write_study(tmp_path, n_trials=5)), storage, EngineConfig(grace_s=30))
-    assert sweep.run(lambda spec, trial: fake_record(spec)) == {"complete": 5, "failed": 0}
+    assert sweep.run(lambda spec, trial: fake_record(spec)) == {"complete": 5, "failed": 0, "pruned": 0}
     app = dashboard.wsgi(sweep.storage)
     studies = _get(app, "/api/studies")["study_summaries"]
     assert [(s["study_name"], s["directions"]) for s in studies] == [("fake", ["maximize", "minimize"])]

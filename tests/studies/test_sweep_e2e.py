@@ -58,3 +58,43 @@ def test_smoke_study_end_to_end(tmp_path, capsys):
     assert main(["sweep", study, "--out", str(out), "--no-progress", "--no-show"]) == 0
     assert "sweep smoke: 4 complete, 0 failed, 0 pruned" in capsys.readouterr().out
     assert len(stored.get_trials()) == 4
+
+
+def test_gp_sampler_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    sets = ["sampler.name=gp", "sampler.n_startup_trials=1", "n_trials=2"]
+    assert main(["sweep", str(ROOT / "studies/sweeps/smoke.toml"), "--out", str(out), "--no-progress",
+                 "--no-show", *[f"--set={s}" for s in sets]]) == 0
+    assert "sweep smoke: 2 complete, 0 failed, 0 pruned" in capsys.readouterr().out
+    stored = optuna.load_study(study_name="smoke", storage=make_storage(f"sqlite:///{out}/study.db"))
+    assert [t.state for t in stored.get_trials()] == [TrialState.COMPLETE] * 2
+
+
+def test_median_pruner_stops_a_trial_from_real_training(tmp_path, capsys, monkeypatch):
+    """Real training reports every validation after epoch 0; trial 2's reports are planted
+    below any Dice, so the median pruner stops it at its first validation."""
+    import studies.sweep
+
+    real = studies.sweep.pruning_reporter
+
+    def planted(trial):
+        report = real(trial)
+        return lambda epoch, dice: report(epoch, -1.0 if trial.number == 2 else dice)
+
+    monkeypatch.setattr(studies.sweep, "pruning_reporter", planted)
+    out = tmp_path / "run"
+    sets = ["n_trials=3", "train.epochs=2", "train.val_every=1", "objectives.minimize=[]", "sampler.name=tpe",
+            "pruner.name=median", "pruner.n_startup_trials=2"]
+    assert main(["sweep", str(ROOT / "studies/sweeps/smoke.toml"), "--out", str(out), "--no-progress",
+                 *[f"--set={s}" for s in sets]]) == 0
+    printed = capsys.readouterr().out
+    assert "sweep smoke: 2 complete, 0 failed, 1 pruned" in printed
+    assert "of 2 complete trials (0 failed, 1 pruned)" in printed
+    stored = optuna.load_study(study_name="smoke", storage=make_storage(f"sqlite:///{out}/study.db"))
+    trials = stored.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED]
+    for t in trials[:2]:  # the main run's validations, epoch 0 not reported
+        history = t.user_attrs["train"]["history"]
+        assert t.intermediate_values == {h["epoch"]: h["val_dice"] for h in history if h["epoch"] > 0}
+        assert sorted(t.intermediate_values) == [1, 2]
+    assert trials[2].intermediate_values == {1: -1.0} and trials[2].user_attrs["pruned_epoch"] == 1
