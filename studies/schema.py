@@ -135,7 +135,7 @@ class ModelSpec:
     finetune_epochs: int | None = field(default=None, metadata={
         "min": 0, "doc": "fine-tuning budget after pruning; default a quarter of [train]'s (at least 1)"})
     finetune_lr: float | None = field(default=None, metadata={
-        "min": 0, "exclusive": True, "doc": "fine-tuning's peak learning rate; default a tenth of [train]'s"})
+        "min": 0, "exclusive": True, "doc": "fine-tuning's peak learning rate; default [train]'s"})
     kwargs: dict = field(default_factory=dict, metadata={"extra": True})
 
     def __post_init__(self) -> None:
