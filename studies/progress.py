@@ -50,13 +50,14 @@ class PlanProgress:
         estimate of the time left at this worker's mean item time."""
         self.ran += 1
         self.seconds += time.perf_counter() - t0
-        rows = record["metrics"]
+        rows = [r for r in record["metrics"] if r.get("stage", "final") == "final"]  # the delivered model
         top = max(r["level"] for r in rows)
         dice = {}
         for r in rows:
             if r["level"] == top and r["metric"] == "dice" and r["value"] is not None:
                 dice.setdefault(r["region"], []).append(r["value"])
-        eff = next((e for e in record["efficiency"] if e["level"] == top), {})
+        final = [e for e in record["efficiency"] if e.get("stage", "final") == "final"]
+        eff = next((e for e in final if e["level"] == top), {})
         scores = ", ".join(f"{region} {np.mean(v):.4f}" for region, v in dice.items())
         level = f" L{top}" if top else ""
         left = ""
