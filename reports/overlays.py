@@ -10,6 +10,7 @@ and a typical one (the median disagreement)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,9 @@ ARRAYS = ("case", "slice", "image", "label", "pred", "classes")
 
 #: models shown side by side at most
 MAX_MODELS = 6
+
+#: characters per line of a panel's title (about a panel's width at the title's size)
+TITLE_CHARS = 16
 
 #: class colours (index 1, 2, ...; background is not drawn)
 CLASS_COLORS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4"]
@@ -119,8 +123,8 @@ def write_overlay_figure(
                 ax.imshow(_color(lab, len(classes)), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            if r == 0:
-                ax.set_title(name, fontsize=6)
+            if r == 0:  # long labels wrapped to the panel's width, so neighbours' titles never meet
+                ax.set_title(textwrap.fill(name, TITLE_CHARS), fontsize=6)
         case, sl = common[k]
         shown[what] = (case, sl)
         axes[r][0].set_ylabel(f"{what}\n{case} z={sl}", fontsize=5.5)
