@@ -125,14 +125,69 @@ def load_run(run_dir: str | Path) -> dict:
     if not run.is_dir():
         raise LfubenchError(f"{run}: no such run folder")
     plan_path, db = run / "plan.toml", run / "study.db"
+    if not plan_path.is_file() and (run / "study.toml").is_file():
+        return load_sweep_run(run)
     if not plan_path.is_file():
-        raise LfubenchError(f"{run}: not a run folder (no plan.toml)")
+        raise LfubenchError(f"{run}: not a run folder (no plan.toml or study.toml)")
     if not db.is_file():
         raise LfubenchError(f"{run}: no study.db (a run with another --storage: use --storage and --study)")
     plan, _ = _read_plan(plan_path)
     if "name" not in plan:
         raise LfubenchError(f"{plan_path}: the plan has no 'name'")
     return run_record(run, load_trials(f"sqlite:///{db.resolve()}", plan["name"]))
+
+
+def load_sweep_run(run: Path) -> dict:
+    """A sweep's run folder (its effective ``study.toml`` and ``study.db``), as
+    :func:`run_record` plus ``sweep`` (the study and its storage URL)."""
+    from studies.records import load_trials
+    from studies.sweepfile import load_study
+
+    db = run / "study.db"
+    if not db.is_file():
+        raise LfubenchError(f"{run}: no study.db (a sweep with another --storage: use --storage and --study)")
+    study = load_study(run / "study.toml")
+    url = f"sqlite:///{db.resolve()}"
+    record = run_record(run, load_trials(url, study.name), plan_path=None)
+    record["plan"], record["plan_text"] = _read_plan(run / "study.toml")
+    record["sweep"] = (study, url)
+    return record
+
+
+def sweep_sections(out: Path, runs: Sequence[dict]) -> list[dict]:
+    """The front table and figures of each sweep among ``runs``, written under ``out``."""
+    from reports.sweeps import front_table, write_sweep_outputs
+    from studies.sweep import hypervolume_history, importances, open_sweep, trials_frame
+
+    sections = []
+    for run in runs:
+        if "sweep" not in run:
+            continue
+        study, url = run["sweep"]
+        stored = open_sweep(study, url)
+        trials = trials_frame(stored, study)
+        objectives = list(zip(study.objectives.names, study.objectives.directions, strict=True))
+        folder = f"sweep_{study.name}"
+        written = write_sweep_outputs(out / folder, trials, hypervolume_history(trials, study),
+                                      importances(stored, study), objectives, f"sweep: {study.name}")
+        done = int((trials["state"] == "complete").sum()) if not trials.empty else 0
+        goals = ", ".join(f"{d} {n}" for n, d in objectives)
+        cons = study.objectives.constraints
+        captions = {
+            "sweep_front": "every complete trial by its objectives; the front's trials ringed, dominated and "
+                           "infeasible ones grey, one colour per family.",
+            "sweep_history": "each objective by trial number, and the hypervolume (or best value) so far.",
+            "sweep_importance": "fANOVA importance of each searched parameter for each objective.",
+        }
+        figures = [(f"{folder}/{p.name}", f"Sweep {study.name}: {captions[p.stem]}")
+                   for p in written["figures"] if p.suffix == ".pdf"]
+        sections.append({
+            "name": study.name,
+            "summary": f"{done} complete trials of {study.name} ({study.description or 'no description'}); "
+                       f"objectives: {goals}"
+                       + (f"; constraints: {', '.join(c.text for c in cons)}" if cons else "") + ".",
+            "front": front_table(trials, objectives), "figures": figures})
+    return sections
 
 
 def load_storage(storage: str, study: str, plan: str | None = None) -> dict:
@@ -244,6 +299,7 @@ def write_report(
             reference=reference,
             seed=seed,
             report_name=report_name,
+            sweeps=sweep_sections(Path(out), runs),
         )
     except ReportInputError as err:
         raise LfubenchError(str(err)) from None

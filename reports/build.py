@@ -131,6 +131,7 @@ def build_outputs(
     reference: str | None = None,
     seed: int = 0,
     report_name: str = "report.pdf",
+    sweeps: Sequence[Mapping] = (),
 ) -> dict[str, list[Path]]:
     """Write results.csv/.parquet, efficiency.csv, items.csv, table.{csv,md,tex},
     stats_<metric>.{md,tex}, the figures (``.pdf`` and ``.png``) and the report into ``out_dir``.
@@ -144,6 +145,9 @@ def build_outputs(
         versions: package versions of the environment making the report.
         reference: the label the Wilcoxon tests compare against (default: each dataset's first).
         seed: the bootstrap's seed.
+        sweeps: per sweep study: ``name``, ``summary`` (a sentence), ``front`` (its Pareto-front
+            table, :func:`reports.sweeps.front_table`) and ``figures`` ((path relative to
+            ``out_dir``, caption) pairs), shown in a section of their own.
     Every value in the items' ``overlays`` column must be a readable path (callers resolve it).
     """
     out = Path(out_dir)
@@ -226,12 +230,36 @@ def build_outputs(
             splits or {},
             versions or {},
             seed,
+            sweeps,
         )
         written["report"] = [
             compile_pdf(source, out / report_name, out),
             out / Path(report_name).with_suffix(".typ"),
         ]
     return written
+
+
+def _sweep_section(doc: Doc, sweeps: Sequence[Mapping]) -> None:
+    """Each sweep's front (as a table) and its figures."""
+    from .tables import Display
+
+    doc.heading("Sweeps")
+    for sw in sweeps:
+        doc.heading(str(sw["name"]), 2)
+        doc.para(str(sw["summary"]))
+        front = sw["front"]
+        if len(front):
+            cols = [str(c) for c in front.columns]
+            rows = [[format_number(None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
+                     for v in r] for r in front.itertuples(index=False)]
+            numeric = [pd.api.types.is_numeric_dtype(front[c]) for c in front.columns]
+            doc.table(Display(str(sw["name"]), cols, rows, numeric=numeric),
+                      caption=f"Sweep {sw['name']}: the trials on the Pareto front, best first by the first "
+                      "objective; scores are test-case means at each model's own pruning level.")
+        else:
+            doc.para("No complete feasible trial: the front is empty.")
+        for path, caption in sw["figures"]:
+            doc.figure(path, caption)
 
 
 #: the width of each kind of figure on the page
@@ -278,6 +306,7 @@ def _document(
     splits,
     versions,
     seed,
+    sweeps=(),
 ) -> str:
     doc = Doc()
     datasets = list(dict.fromkeys(results["dataset"]))
@@ -414,6 +443,8 @@ def _document(
                 doc.figure(path.name, _figure_caption(kind, d, extra), width=FIGURE_WIDTHS[kind])
     if not datasets:
         doc.para("No results.")
+    if sweeps:
+        _sweep_section(doc, sweeps)
 
     doc.heading("Failed items")
     if failures is not None and len(failures):

@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from pypdf import PdfReader
 
 import models
 from bench.complexity import count_params
@@ -58,6 +59,13 @@ def test_smoke_study_end_to_end(tmp_path, capsys):
     assert main(["sweep", study, "--out", str(out), "--no-progress", "--no-show"]) == 0
     assert "sweep smoke: 4 complete, 0 failed, 0 pruned" in capsys.readouterr().out
     assert len(stored.get_trials()) == 4
+    # the paper-style report reads the sweep's folder: its trials as models, its front and figures
+    assert main(["report", str(out)]) == 0
+    text = " ".join(" ".join(page.extract_text().split()) for page in PdfReader(out / "report.pdf").pages)
+    assert "Sweeps" in text and "the trials on the Pareto front" in text
+    assert all(f"#{t.number} " in text for t in trials)  # every trial is a row of the results table
+    for name in ("sweep_front", "sweep_history", "sweep_importance"):
+        assert (out / "sweep_smoke" / f"{name}.pdf").stat().st_size > 0
 
 
 def test_gp_sampler_end_to_end(tmp_path, capsys):
