@@ -63,6 +63,9 @@ from .schema import (
     unknown_key,
 )
 
+#: dataset settings that only phantom kinds take (left out of a real dataset's effective plan)
+PHANTOM_KEYS = tuple(k for k, f in DatasetSpec.__dataclass_fields__.items() if f.metadata.get("phantom"))
+
 TOP_KEYS = ("name", "description", "seeds", "train", "measure", "datasets", "models")
 
 
@@ -96,7 +99,7 @@ class Plan:
         """The effective plan, every default filled in, as a TOML-able table."""
         return {"name": self.name, "description": self.description, "seeds": list(self.seeds),
                 "train": section_dict(self.train, TRAIN_SKIP), "measure": section_dict(self.measure),
-                "datasets": [section_dict(d) for d in self.datasets],
+                "datasets": [section_dict(d, skip=() if d.phantom else PHANTOM_KEYS) for d in self.datasets],
                 "models": [section_dict(m) for m in self.models]}
 
 
@@ -242,8 +245,7 @@ def read_run_sections(raw: dict, where: str, base: Path, problems: list[str]
                 problems.append(f"{at}: {spec.cases} cases leave {left} after the test split, fewer than "
                                 f"folds = {spec.folds}")
         else:
-            phantom_only = [k for k, f in DatasetSpec.__dataclass_fields__.items()
-                            if f.metadata.get("phantom") and k in d]
+            phantom_only = [k for k in PHANTOM_KEYS if k in d]
             if phantom_only:
                 problems.append(f"{at}: {', '.join(phantom_only)} only apply to phantom kinds")
             if not spec.root:

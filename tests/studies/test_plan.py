@@ -154,3 +154,21 @@ def test_effective_plan_round_trips(tmp_path):
     again.write_text(tomli_w.dumps(plan.to_dict()))
     reread = load_plan(again)
     assert reread.to_dict() == plan.to_dict() and reread.train.epochs == 5
+
+
+def test_effective_plan_of_a_real_dataset_round_trips(tmp_path):
+    """A real dataset's effective plan leaves out the phantom-only settings it may not take."""
+    import tomli_w
+
+    from bench.data import write_phantom
+
+    write_phantom("lits", tmp_path / "lits", cases=3, shape=(16, 16, 8), seed=0)
+    real = f'[[datasets]]\nname = "real"\nkind = "lits"\nroot = "{tmp_path / "lits"}"\n'
+    text = GOOD.split("[[datasets]]")[0] + real
+    text += "[[models]]" + GOOD.split("[[models]]", 1)[1]
+    plan = load_plan(_write(tmp_path, text))
+    effective = plan.to_dict()
+    assert not {"cases", "shape", "phantom_seed"} & set(effective["datasets"][0])
+    again = tmp_path / "effective.toml"
+    again.write_text(tomli_w.dumps(effective))
+    assert load_plan(again).to_dict() == effective
