@@ -103,6 +103,16 @@ def claim_lock(url: str):
     return lock
 
 
+def take_waiting(storage, trial_id: int, lock) -> bool:
+    """Mark a WAITING trial RUNNING under ``lock`` (:func:`claim_lock`); False when another
+    worker took it first."""
+    try:
+        with lock():
+            return storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+    except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+        return False
+
+
 def fail_reason(err: BaseException) -> str:
     """The one-line reason recorded on a failed trial."""
     return (f"{type(err).__name__}: {err}".splitlines() or [type(err).__name__])[0]
@@ -223,11 +233,7 @@ class Engine:
 
     def _claim(self) -> optuna.Trial | None:
         for t in self._trials((TrialState.WAITING,)):
-            try:
-                with self._claim_lock():
-                    if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
-                        continue
-            except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            if not take_waiting(self.storage, t._trial_id, self._claim_lock):
                 continue
             trial = optuna.Trial(self.study, t._trial_id)
             item = trial.suggest_categorical(PARAM, self.item_ids)

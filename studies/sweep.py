@@ -47,7 +47,16 @@ from optuna.trial import TrialState
 
 from bench.errors import LfubenchError
 
-from .engine import EngineConfig, Heartbeat, claim_lock, fail_lost, fail_reason, make_storage, store_record
+from .engine import (
+    EngineConfig,
+    Heartbeat,
+    claim_lock,
+    fail_lost,
+    fail_reason,
+    make_storage,
+    store_record,
+    take_waiting,
+)
 from .objectives import MAXIMIZE, FigureError, record_figures
 from .plan import Item
 from .schema import ModelSpec, section_dict
@@ -197,11 +206,7 @@ class Sweep:
 
     def _claim(self) -> optuna.Trial | None:
         for t in sorted(self._trials((TrialState.WAITING,)), key=lambda t: t.number):
-            try:
-                with self._claim_lock():
-                    if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
-                        continue
-            except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            if not take_waiting(self.storage, t._trial_id, self._claim_lock):
                 continue
             slot = _slot(t)
             if slot is not None:
