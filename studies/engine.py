@@ -57,10 +57,15 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
     engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgres") else None
     shown = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)  # never print a password
+    # local workers starting together on a new SQLite file create Optuna's tables one at a time
+    # (SQLite reports the race as "table ... already exists"); a missing folder is reported below
+    sqlite = url.startswith("sqlite:///") and Path(url[len("sqlite:///"):]).parent.is_dir()
+    lock = claim_lock(url) if sqlite else contextlib.nullcontext
     try:
         for attempt in range(5):
             try:
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+                with lock():
+                    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
                 # workers (on several machines) starting together on an empty database race to
                 # create Optuna's tables; the loser finds them made a moment later
@@ -79,7 +84,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def claim_lock(url: str):
-    """A lock around claiming a trial, for SQLite storages.
+    """A lock around claiming a trial (and around creating the storage), for SQLite storages.
 
     Optuna's RDB storage checks "still WAITING?" and sets RUNNING in one transaction, which is
     atomic on PostgreSQL (``SELECT ... FOR UPDATE``) but not on SQLite, where two local workers

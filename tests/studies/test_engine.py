@@ -100,3 +100,29 @@ def test_bad_storages_are_one_clear_line(tmp_path):
         make_storage("notaurl")
     with pytest.raises(LfubenchError, match=r"storage postgresql://u:\*\*\*@127.0.0.1:1/x: cannot connect"):
         make_storage("postgresql://u:secret@127.0.0.1:1/x")
+
+
+def _open_storage(url: str, queue) -> None:
+    from studies.engine import make_storage
+
+    try:
+        make_storage(url)
+        queue.put("ok")
+    except Exception as err:  # reported to the test, which names it
+        queue.put(f"{type(err).__name__}: {err}")
+
+
+def test_workers_starting_together_on_a_new_sqlite_file_all_open_it(tmp_path):
+    """SQLite reports the table-creation race as 'table ... already exists'; creation is locked."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for k in range(4):
+        url = f"sqlite:///{tmp_path}/s{k}.db"
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_open_storage, args=(url, queue)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        assert [queue.get(timeout=5) for _ in procs] == ["ok"] * 4
