@@ -55,8 +55,8 @@ def bench(session: nox.Session) -> None:
     """Run the default benchmark plan on fresh phantoms (CPU) into runs/default."""
     install_project(session)
     args = list(session.posargs)
-    if not (args and args[0].endswith(".toml")):  # options only: they apply to the default plan
-        args = ["studies/plans/default.toml", *([] if "--out" in args else ["--out", "runs/default"]), *args]
+    if not (args and not args[0].startswith("-")):  # options only: they apply to the default plan
+        args = ["default", *([] if "--out" in args else ["--out", "runs/default"]), *args]
     session.run("lfubench", "bench", *args)
 
 
@@ -65,8 +65,8 @@ def sweep(session: nox.Session) -> None:
     """Run the LiTS example sweep (2 workers, CPU) into runs/lits-front and show its front."""
     install_project(session, "postgres")  # a postgresql:// --storage works too
     args = list(session.posargs)
-    if not (args and args[0].endswith(".toml")):  # options only: they apply to the LiTS example
-        args = ["studies/sweeps/lits.toml", *([] if "--workers" in args else ["--workers", "2"]), *args]
+    if not (args and not args[0].startswith("-")):  # options only: they apply to the LiTS example
+        args = ["lits", *([] if "--workers" in args else ["--workers", "2"]), *args]
     session.run("lfubench", "sweep", *args)
 
 

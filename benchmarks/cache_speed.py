@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from bench.data import PreprocessConfig, open_cache, prepare_cache, write_phantom
+from lfubench.bench.data import PreprocessConfig, open_cache, prepare_cache, write_phantom
 
 
 def _rate(read, order: np.ndarray, batch: int, seconds: float) -> tuple[float, int]:

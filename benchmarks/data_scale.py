@@ -28,17 +28,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.data.parallel import available_memory, cpu_count
-from bench.errors import LfubenchError
-from lfubench.args import parse_shape
-from reports.text import format_rows
+from lfubench.bench.data.parallel import available_memory, cpu_count
+from lfubench.bench.errors import LfubenchError
+from lfubench.reports.text import format_rows
+
+from lfubench.cli.args import parse_shape
 
 GB = 1e9
 
 #: the child process: one step, then its wall time and peak RSS (Linux reports ru_maxrss in KiB)
 CHILD = """
 import json, resource, sys, time
-from bench.data import PreprocessConfig, prepare_cache, write_phantom
+from lfubench.bench.data import PreprocessConfig, prepare_cache, write_phantom
 
 a = json.loads(sys.argv[1])
 start = time.perf_counter()

@@ -15,13 +15,13 @@ import argparse
 import time
 
 import torch
+from lfubench.bench import conventions
+from lfubench.bench.complexity import count_params, fvcore_macs
+from lfubench.bench.latency import Timing, profile
+from lfubench.reports.text import format_rows
 
-import models
-from bench import conventions
-from bench.complexity import count_params, fvcore_macs
-from bench.latency import Timing, profile
-from lfubench.args import parse_list
-from reports.text import format_rows
+from lfubench import models
+from lfubench.cli.args import parse_list
 
 TARGET_S = 10.0
 INPUT = (3, 256, 256)

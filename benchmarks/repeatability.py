@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 
-import models
-from bench.environment import format_environment
-from bench.errors import LfubenchError
-from bench.latency import Timing, profile
-from lfubench.args import parse_shape
-from lfubench.profile import fit_input
-from reports.text import format_rows
+from lfubench.bench.environment import format_environment
+from lfubench.bench.errors import LfubenchError
+from lfubench.bench.latency import Timing, profile
+from lfubench.reports.text import format_rows
+
+from lfubench import models
+from lfubench.cli.args import parse_shape
+from lfubench.cli.profile import fit_input
 
 TOLERANCE = 0.05
 

@@ -32,17 +32,17 @@ import time
 from pathlib import Path
 
 import torch
+from lfubench.bench.data import PreprocessConfig, open_cache, prepare_cache, write_phantom
+from lfubench.bench.datasets import dataset_info
+from lfubench.bench.environment import environment_record, format_environment, torch_threads
+from lfubench.bench.latency import PRECISIONS
+from lfubench.bench.loader import make_feed, resolve_workers
+from lfubench.bench.losses import DiceCELoss
+from lfubench.bench.train import TrainStep, resolve_precision
+from lfubench.reports.text import format_rows
+from lfubench.studies.pipeline import CacheSlices
 
-import models
-from bench.data import PreprocessConfig, open_cache, prepare_cache, write_phantom
-from bench.datasets import dataset_info
-from bench.environment import environment_record, format_environment, torch_threads
-from bench.latency import PRECISIONS
-from bench.loader import make_feed, resolve_workers
-from bench.losses import DiceCELoss
-from bench.train import TrainStep, resolve_precision
-from reports.text import format_rows
-from studies.pipeline import CacheSlices
+from lfubench import models
 
 #: families and the widths they are benchmarked at
 WIDTHS = {"lfunet": (8, 16), "unet": (32,)}

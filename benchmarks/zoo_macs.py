@@ -12,14 +12,14 @@ import argparse
 import time
 
 import torch
+from lfubench.bench.complexity import COUNTERS, mac_report
+from lfubench.bench.errors import LfubenchError
+from lfubench.reports.text import format_rows
 
-import models
-from bench.complexity import COUNTERS, mac_report
-from bench.errors import LfubenchError
-from lfubench.args import parse_shape
-from lfubench.macs import MAC_HEADER
-from lfubench.profile import fit_input
-from reports.text import format_rows
+from lfubench import models
+from lfubench.cli.args import parse_shape
+from lfubench.cli.macs import MAC_HEADER
+from lfubench.cli.profile import fit_input
 
 TARGET_S = 60.0
 

@@ -39,9 +39,8 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
+from lfubench.bench.errors import LfubenchError
 from optuna.trial import TrialState
-
-from bench.errors import LfubenchError
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -26,9 +26,8 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from bench.evaluate import evaluate_cases
-from bench.metrics import DISTANCE_METRICS, OVERLAP_METRICS
+from lfubench.bench.evaluate import evaluate_cases
+from lfubench.bench.metrics import DISTANCE_METRICS, OVERLAP_METRICS
 
 from .schema import MeasureSpec, read_section
 

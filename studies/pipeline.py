@@ -34,12 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-
-import models
-from bench import conventions
-from bench.complexity import count_params, fvcore_macs
-from bench.data import (
+from lfubench.bench import conventions
+from lfubench.bench.complexity import count_params, fvcore_macs
+from lfubench.bench.data import (
     PreprocessConfig,
     make_splits,
     open_cache,
@@ -47,13 +44,16 @@ from bench.data import (
     training_slices,
     write_phantom,
 )
-from bench.data.splits import read_splits, splits_path, write_splits
-from bench.datasets import dataset_info
-from bench.environment import environment_record, torch_threads
-from bench.evaluate import evaluate_cases, overlay_slices
-from bench.latency import profile
-from bench.train import TrainConfig, seed_everything, train
-from reports.schema import EFFICIENCY_COLUMNS, RESULT_COLUMNS, row
+from lfubench.bench.data.splits import read_splits, splits_path, write_splits
+from lfubench.bench.datasets import dataset_info
+from lfubench.bench.environment import environment_record, torch_threads
+from lfubench.bench.evaluate import evaluate_cases, overlay_slices
+from lfubench.bench.latency import profile
+from lfubench.bench.train import TrainConfig, seed_everything, train
+from lfubench.reports.schema import EFFICIENCY_COLUMNS, RESULT_COLUMNS, row
+from torch.utils.data import Dataset
+
+from lfubench import models
 
 from .plan import Item, Plan
 from .schema import DatasetSpec, ModelSpec

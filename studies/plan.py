@@ -45,9 +45,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import models
-from bench.datasets import dataset_info
-from bench.train import TrainConfig
+from lfubench.bench.datasets import dataset_info
+from lfubench.bench.train import TrainConfig
+
+from lfubench import models
 
 from .schema import (
     MODEL_SET,
@@ -62,6 +63,7 @@ from .schema import (
     train_section,
     unknown_key,
 )
+from .shipped import base_folder, locate
 
 #: dataset settings that only phantom kinds take (left out of a real dataset's effective plan)
 PHANTOM_KEYS = tuple(k for k, f in DatasetSpec.__dataclass_fields__.items() if f.metadata.get("phantom"))
@@ -262,12 +264,14 @@ def load_plan(path: str | Path, base_dir: str | Path | None = None, overrides: S
     """Read and validate a plan, with ``overrides`` (``KEY=VALUE``) applied first; raise
     :class:`PlanError` listing every problem.
 
-    Relative dataset roots are resolved against ``base_dir`` (default: the plan's folder).
+    ``path`` is a plan file or the name of a shipped plan (``default``, ``lits2017``, ...; see
+    :mod:`studies.shipped`). Relative dataset roots are resolved against ``base_dir`` (default:
+    the plan's folder, or the working folder for a shipped plan, which is logged).
     """
-    path = Path(path)
+    path, is_shipped = locate(path, "plan")
     where = str(path)
     raw = apply_overrides(read_toml(path, "plan"), overrides)
-    base = Path(base_dir) if base_dir else path.parent
+    base = Path(base_dir) if base_dir else base_folder(path, is_shipped)
     problems: list[str] = []
     for key in raw:
         if key not in TOP_KEYS:

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-log = logging.getLogger("lfubench.bench")
+log = logging.getLogger("lfubench.cli.bench")
 
 
 def _duration(seconds: float) -> str:

@@ -10,8 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pandas as pd
-
-from reports.schema import CONVENTION_COLUMNS, EFFICIENCY_COLUMNS, ITEM_COLUMNS, RESULT_COLUMNS, frame, row
+from lfubench.reports.schema import (
+    CONVENTION_COLUMNS,
+    EFFICIENCY_COLUMNS,
+    ITEM_COLUMNS,
+    RESULT_COLUMNS,
+    frame,
+    row,
+)
 
 
 def item_row(record: dict, item_seconds: float | None = None) -> dict:
@@ -100,8 +106,7 @@ def splits(trials: Sequence) -> dict[str, dict[str, list[str]]]:
 def load_trials(storage_url: str, study_name: str) -> list:
     """Every trial of study ``study_name`` in ``storage_url`` (read only; nothing enqueued)."""
     import optuna
-
-    from bench.errors import LfubenchError
+    from lfubench.bench.errors import LfubenchError
 
     from .engine import make_storage
 

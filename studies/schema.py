@@ -21,19 +21,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.data import DEFAULT_SHAPE
-from bench.datasets import KINDS, dataset_info
-from bench.errors import LfubenchError
-from bench.latency import PRECISIONS, Timing
-from bench.metrics import EMPTY_CONVENTIONS
-from bench.train import TrainConfig
-from models.pruning import IMPORTANCE as PRUNE_IMPORTANCE
-from models.pruning import SCOPES as PRUNE_SCOPES
+from lfubench.bench.data import DEFAULT_SHAPE
+from lfubench.bench.datasets import KINDS, dataset_info
+from lfubench.bench.errors import LfubenchError
+from lfubench.bench.latency import PRECISIONS, Timing
+from lfubench.bench.metrics import EMPTY_CONVENTIONS
+from lfubench.bench.train import TrainConfig
+from lfubench.models.pruning import IMPORTANCE as PRUNE_IMPORTANCE
+from lfubench.models.pruning import SCOPES as PRUNE_SCOPES
+
+log = logging.getLogger(__name__)
 
 #: what a model entry's prune_mode may be
 PRUNE_MODES = ("finetune", "init")
@@ -279,9 +282,12 @@ def section_dict(obj, skip: tuple[str, ...] = ()) -> dict:
 
 
 def resolve_root(spec: DatasetSpec, base: Path) -> None:
-    """Make a relative dataset root absolute against ``base`` (the plan's folder)."""
+    """Make a relative dataset root absolute against ``base`` (the plan's folder, or the working
+    folder for a shipped plan), and log where it points."""
     if spec.root and not Path(spec.root).is_absolute():
-        spec.root = str((base / spec.root).resolve())
+        resolved = str((base / spec.root).resolve())
+        log.info("dataset %s: relative root %r resolved against %s: %s", spec.name, spec.root, base, resolved)
+        spec.root = resolved
 
 
 #: [train] fields a plan may not set

@@ -49,13 +49,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import models
-from bench.datasets import dataset_info
-from bench.train import TrainConfig
+from lfubench.bench.datasets import dataset_info
+from lfubench.bench.train import TrainConfig
+
+from lfubench import models
 
 from .objectives import MAXIMIZE, Objectives, read_objectives
 from .plan import Plan, _value, apply_overrides, read_run_sections, read_toml
 from .schema import TRAIN_SKIP, DatasetSpec, MeasureSpec, PlanError, read_section, section_dict, unknown_key
+from .shipped import base_folder, locate
 from .space import KEYS, Space, families, read_space
 
 TOP_KEYS = ("name", "description", "seed", "n_trials", "timeout", "train", "measure", "datasets", "search",
@@ -177,7 +179,7 @@ def apply_family_overrides(raw: dict, overrides: Sequence[str]) -> tuple[dict, l
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> SweepStudy:
     """Read and validate a study file, with ``overrides`` (``KEY=VALUE``) applied first; raise
     :class:`~studies.schema.PlanError` listing every problem, one line each."""
-    path = Path(path)
+    path, is_shipped = locate(path, "study")
     where = str(path)
     raw, rest, bad = apply_family_overrides(read_toml(path, "study"), overrides)
     try:
@@ -200,7 +202,7 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> SweepStudy:
     settings = read_section(SweepSettings, top, where, problems)
     if settings and settings.n_trials is None and settings.timeout is None:
         problems.append(f"{where}: give n_trials, timeout or both (the study's budget)")
-    train, measure, datasets = read_run_sections(raw, where, path.parent, problems)
+    train, measure, datasets = read_run_sections(raw, where, base_folder(path, is_shipped), problems)
     if len(datasets) > 1:
         problems.append(f"{where}: a sweep takes one [[datasets]] entry (its objectives name its regions), "
                         f"got {len(datasets)}: {', '.join(d.name for d in datasets)}")

@@ -24,9 +24,9 @@ region implementation of lfubench), and :class:`MetricsAccumulator` (MONAI style
 Bad input raises :class:`MetricInputError`, a ``ValueError`` with a one-line message.
 """
 
-from bench.metrics._inputs import BRATS_MAX_DISTANCE_MM, EMPTY_CONVENTIONS, MetricInputError
-from bench.metrics.accumulator import MetricsAccumulator
-from bench.metrics.binary import (
+from lfubench.bench.metrics._inputs import BRATS_MAX_DISTANCE_MM, EMPTY_CONVENTIONS, MetricInputError
+from lfubench.bench.metrics.accumulator import MetricsAccumulator
+from lfubench.bench.metrics.binary import (
     ALL_METRICS,
     DISTANCE_METRICS,
     OVERLAP_METRICS,
@@ -40,7 +40,7 @@ from bench.metrics.binary import (
     precision,
     sensitivity,
 )
-from bench.metrics.regions import (
+from lfubench.bench.metrics.regions import (
     BRATS_REGIONS,
     BRATS_SCHEMES,
     LITS_CLASSES,
@@ -48,7 +48,7 @@ from bench.metrics.regions import (
     lits_classes,
     split_labels,
 )
-from bench.metrics.surface import surface_distances
+from lfubench.bench.metrics.surface import surface_distances
 
 __all__ = [
     "ALL_METRICS",

@@ -10,8 +10,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-
-from bench.errors import LfubenchError
+from lfubench.bench.errors import LfubenchError
 
 __all__ = [
     "BRATS_MAX_DISTANCE_MM",

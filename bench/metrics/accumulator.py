@@ -13,16 +13,21 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
-
-from bench.metrics._inputs import (
+from lfubench.bench.metrics._inputs import (
     MetricInputError,
     as_binary_pair,
     check_connectivity,
     check_empty,
     check_spacing,
 )
-from bench.metrics.binary import OVERLAP_METRICS, Spacing, _evaluate, check_metrics, overlap_from_counts
-from bench.metrics.regions import iter_regions
+from lfubench.bench.metrics.binary import (
+    OVERLAP_METRICS,
+    Spacing,
+    _evaluate,
+    check_metrics,
+    overlap_from_counts,
+)
+from lfubench.bench.metrics.regions import iter_regions
 
 __all__ = ["MetricsAccumulator"]
 

@@ -37,8 +37,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-
-from bench.metrics._inputs import (
+from lfubench.bench.metrics._inputs import (
     BRATS_MAX_DISTANCE_MM,
     MetricInputError,
     as_binary_pair,
@@ -47,7 +46,7 @@ from bench.metrics._inputs import (
     check_spacing,
     volume_diagonal,
 )
-from bench.metrics.surface import cropped_surface_distances, union_box
+from lfubench.bench.metrics.surface import cropped_surface_distances, union_box
 
 __all__ = [
     "ALL_METRICS",

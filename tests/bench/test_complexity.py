@@ -5,10 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from torch import nn
-
-import models
-from bench.complexity import (
+from lfubench.bench.complexity import (
     COUNTERS,
     count_params,
     fvcore_macs,
@@ -17,6 +14,9 @@ from bench.complexity import (
     report_rows,
     used_parameters,
 )
+from torch import nn
+
+from lfubench import models
 
 
 class Wrap(nn.Module):

@@ -7,11 +7,10 @@ import subprocess
 import sys
 import textwrap
 
+import lfubench.bench.data.cache as cache_mod
 import numpy as np
 import pytest
-
-import bench.data.cache as cache_mod
-from bench.data import (
+from lfubench.bench.data import (
     DataError,
     PreprocessConfig,
     find_cases,
@@ -25,9 +24,9 @@ from bench.data import (
     write_phantom,
     write_splits,
 )
-from bench.data.preprocess import crop_or_pad, window
-from bench.data.selection import lesion_slices
-from bench.errors import LfubenchError
+from lfubench.bench.data.preprocess import crop_or_pad, window
+from lfubench.bench.data.selection import lesion_slices
+from lfubench.bench.errors import LfubenchError
 
 SHAPE = (64, 64, 16)
 
@@ -164,7 +163,7 @@ def test_killed_writer_is_rebuilt_not_trusted(data_lits_root, tmp_path):
     config = PreprocessConfig("lits", size=64)
     script = textwrap.dedent(f"""
         import os, signal
-        import bench.data.cache as c
+        import lfubench.bench.data.cache as c
         real, calls = c.preprocess_slabs, []
         def killing(*args, **kwargs):
             calls.append(1)

@@ -7,12 +7,11 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-
-from bench.data import find_cases, read_case, write_phantom
-from bench.data.labels import map_labels
-from bench.data.phantom import brats_case, brats_group, lits_case
-from bench.datasets import DATASETS
-from bench.metrics import MetricInputError, split_labels
+from lfubench.bench.data import find_cases, read_case, write_phantom
+from lfubench.bench.data.labels import map_labels
+from lfubench.bench.data.phantom import brats_case, brats_group, lits_case
+from lfubench.bench.datasets import DATASETS
+from lfubench.bench.metrics import MetricInputError, split_labels
 
 SHAPE = (64, 64, 16)
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import gzip
 import tracemalloc
 
+import lfubench.bench.data.nifti as nifti_mod
+import lfubench.bench.data.phantom as phantom_mod
+import lfubench.bench.data.preprocess as preprocess_mod
 import numpy as np
 import pytest
-
-import bench.data.nifti as nifti_mod
-import bench.data.phantom as phantom_mod
-import bench.data.preprocess as preprocess_mod
-from bench.data import PreprocessConfig, prepare_cache, verify_dataset, write_phantom
-from bench.data.cache import ARRAYS
-from bench.errors import OptionError
+from lfubench.bench.data import PreprocessConfig, prepare_cache, verify_dataset, write_phantom
+from lfubench.bench.data.cache import ARRAYS
+from lfubench.bench.errors import OptionError
 
 MB = 1 << 20
 SHAPE = (512, 512, 40)  # the real in-plane size; a float32 copy of the volume is 40 MB
@@ -153,7 +152,7 @@ def test_slab_reading_equals_nibabel_canonical(tmp_path, monkeypatch, codes, gz)
 
 
 def test_read_label_alone(tmp_path):
-    from bench.data import DataError, find_cases, read_case, read_label
+    from lfubench.bench.data import DataError, find_cases, read_case, read_label
 
     write_phantom("brats", tmp_path, cases=1, shape=(32, 32, 12))
     case = find_cases("brats", tmp_path)[0][0]

@@ -16,15 +16,12 @@ import math
 import sys
 import threading
 
+import lfubench.bench.evaluate as bench_evaluate
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from medpy.metric import binary as mb
-from torch import nn
-
-import bench.evaluate
-from bench.data import (
+from lfubench.bench.data import (
     Case,
     DataError,
     PreprocessConfig,
@@ -35,10 +32,12 @@ from bench.data import (
     read_label,
     write_phantom,
 )
-from bench.datasets import DATASETS
-from bench.errors import OptionError
-from bench.evaluate import evaluate_cases, predict_labels, restore_geometry
-from bench.metrics import BRATS_MAX_DISTANCE_MM, MetricsAccumulator
+from lfubench.bench.datasets import DATASETS
+from lfubench.bench.errors import OptionError
+from lfubench.bench.evaluate import evaluate_cases, predict_labels, restore_geometry
+from lfubench.bench.metrics import BRATS_MAX_DISTANCE_MM, MetricsAccumulator
+from medpy.metric import binary as mb
+from torch import nn
 
 REL = 1e-9
 
@@ -566,7 +565,7 @@ def test_metrics_of_a_case_run_in_the_background_while_the_next_is_predicted(pha
     model = random_net(cache.in_channels, 3)
     ids = cache.case_ids
     events, started = [], {cid: threading.Event() for cid in ids}
-    real_predict, real_read = bench.evaluate.predict_labels, bench.evaluate.read_label
+    real_predict, real_read = bench_evaluate.predict_labels, bench_evaluate.read_label
 
     def predict(model, cache, cid, **kw):
         events.append(("predict", cid, threading.current_thread() is threading.main_thread()))
@@ -580,8 +579,8 @@ def test_metrics_of_a_case_run_in_the_background_while_the_next_is_predicted(pha
         events.append(("read", case.case_id, main, overlapped))
         return real_read(case)
 
-    monkeypatch.setattr(bench.evaluate, "predict_labels", predict)
-    monkeypatch.setattr(bench.evaluate, "read_label", read)
+    monkeypatch.setattr(bench_evaluate, "predict_labels", predict)
+    monkeypatch.setattr(bench_evaluate, "read_label", read)
     rows = evaluate_cases(model, cache, ids)
     assert [e for e in events if e[0] == "predict"] == [("predict", cid, True) for cid in ids]
     assert [e for e in events if e[0] == "read"] == [("read", cid, False, True) for cid in ids]
@@ -595,7 +594,7 @@ def test_an_error_in_the_background_reaches_the_caller(phantom_lits, monkeypatch
     def read(case):
         raise DataError(f"case {case.case_id}: segmentation-{case.case_id}.nii: truncated")
 
-    monkeypatch.setattr(bench.evaluate, "read_label", read)
+    monkeypatch.setattr(bench_evaluate, "read_label", read)
     with pytest.raises(DataError, match="case 0: segmentation-0.nii: truncated"):
         evaluate_cases(random_net(cache.in_channels, 3), cache, cache.case_ids)
 
@@ -609,7 +608,7 @@ class _Terminal(io.StringIO):
 def test_progress_bar_over_cases(phantom_lits, monkeypatch, progress):
     _, cache, _ = phantom_lits
     bars = []
-    real_bar = bench.evaluate.progress_bar
+    real_bar = bench_evaluate.progress_bar
 
     def recorded(*args, **kwargs):
         bars.append(real_bar(*args, **kwargs))
@@ -617,7 +616,7 @@ def test_progress_bar_over_cases(phantom_lits, monkeypatch, progress):
 
     err = _Terminal()
     monkeypatch.setattr(sys, "stderr", err)
-    monkeypatch.setattr(bench.evaluate, "progress_bar", recorded)
+    monkeypatch.setattr(bench_evaluate, "progress_bar", recorded)
     evaluate_cases(random_net(cache.in_channels, 3), cache, cache.case_ids, progress=progress)
     (bar,) = bars
     assert bar.total == 3

@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import Dataset, TensorDataset
-
-from bench import loader as L
-from bench.loader import (
+from lfubench.bench import loader as L
+from lfubench.bench.loader import (
     LoaderFeed,
     PreloadedFeed,
     ShuffledBatches,
@@ -18,6 +16,7 @@ from bench.loader import (
     resolve_workers,
     stored_bytes,
 )
+from torch.utils.data import Dataset, TensorDataset
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason="needs a CUDA GPU (none visible to torch here)")

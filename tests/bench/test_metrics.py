@@ -3,15 +3,14 @@
 import json
 import math
 
+import lfubench.bench.metrics as M
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lfubench.bench.metrics import surface as S
 from medpy.metric import binary as mb
 from scipy import ndimage as ndi
-
-import bench.metrics as M
-from bench.metrics import surface as S
 
 RTOL = 1e-9  # the issue asks for 1e-6; we are exact up to float rounding
 MEDPY_DISTANCE = {"hd": mb.hd, "hd95": mb.hd95, "assd": mb.assd}
@@ -446,8 +445,8 @@ def test_bad_input_raises_one_line_value_error(call, message):
 
 
 def test_iter_regions_gives_split_labels_one_region_at_a_time():
-    from bench.metrics import split_labels
-    from bench.metrics.regions import iter_regions
+    from lfubench.bench.metrics import split_labels
+    from lfubench.bench.metrics.regions import iter_regions
 
     lits = np.array([[[0, 1, 2], [2, 1, 0]]], dtype=np.uint8)
     brats = np.array([[[0, 1, 2], [4, 1, 0]]], dtype=np.uint8)

@@ -10,13 +10,13 @@ import textwrap
 
 import pytest
 import torch
+from lfubench.bench.errors import OptionError
+from lfubench.bench.losses import DiceCELoss
+from lfubench.bench.train import TrainConfig, TrainingDiverged, lr_factor, train
+from lfubench.studies.plan import PlanError, load_plan
 from torch.utils.data import TensorDataset
 
-import models
-from bench.errors import OptionError
-from bench.losses import DiceCELoss
-from bench.train import TrainConfig, TrainingDiverged, lr_factor, train
-from studies.plan import PlanError, load_plan
+from lfubench import models
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason="needs a CUDA GPU (none visible to torch here)")
@@ -86,10 +86,10 @@ def test_step_budget_is_respected(tmp_path):
 
 
 def test_val_at_start_keeps_the_starting_weights_when_no_epoch_beats_them(tmp_path, monkeypatch):
-    import bench.train
+    import lfubench.bench.train as bench_train
 
     scores = iter([0.9, 0.2, 0.3])  # the start, then two worse epochs
-    monkeypatch.setattr(bench.train, "validation_dice", lambda *a, **k: next(scores))
+    monkeypatch.setattr(bench_train, "validation_dice", lambda *a, **k: next(scores))
     torch.manual_seed(0)
     model = models.create_model("unet", base_width=4)
     start = {k: v.clone() for k, v in model.state_dict().items()}
@@ -101,12 +101,12 @@ def test_val_at_start_keeps_the_starting_weights_when_no_epoch_beats_them(tmp_pa
 
 
 def test_on_validation_gets_every_validated_epoch_and_its_exception_ends_training(tmp_path, monkeypatch):
-    import bench.train
+    import lfubench.bench.train as bench_train
 
     scores = iter([0.1, 0.4, 0.3, 0.5, 0.2, 0.6])  # start, epochs 2, 4, 5 (the last); then a second run
-    monkeypatch.setattr(bench.train, "validation_dice", lambda *a, **k: next(scores))
+    monkeypatch.setattr(bench_train, "validation_dice", lambda *a, **k: next(scores))
     closed = []
-    make_feed = bench.train.make_feed
+    make_feed = bench_train.make_feed
 
     def feed(*args, **kwargs):
         made = make_feed(*args, **kwargs)
@@ -114,7 +114,7 @@ def test_on_validation_gets_every_validated_epoch_and_its_exception_ends_trainin
         made.close = lambda: (closed.append(True), close())
         return made
 
-    monkeypatch.setattr(bench.train, "make_feed", feed)
+    monkeypatch.setattr(bench_train, "make_feed", feed)
     config = TrainConfig(epochs=5, val_every=2, batch_size=8, progress=False, val_at_start=True)
     seen = []
     result = train(models.create_model("unet", base_width=4), _disks(16), _disks(8, seed=1), 3, config,
@@ -264,7 +264,7 @@ def test_compile_goes_through_torch_compile_without_cuda_graphs_on_the_cpu(tmp_p
 COMPILE_RUN = """
 import math, torch, models
 from torch.utils.data import TensorDataset
-from bench.train import TrainConfig, train
+from lfubench.bench.train import TrainConfig, train
 torch.manual_seed(0)
 data = TensorDataset(torch.rand(8, 3, 32, 32), torch.randint(0, 3, (8, 32, 32)))
 model = models.create_model("unet", base_width=4)

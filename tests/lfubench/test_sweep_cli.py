@@ -8,16 +8,16 @@ import io
 
 import pandas as pd
 import pytest
+from lfubench.studies.engine import EngineConfig
 
 from lfubench.cli import main
-from studies.engine import EngineConfig
 from tests.studies.test_sweep import fake_record, write_study
 
 
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
-    from studies.sweep import Sweep
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import Sweep
+    from lfubench.studies.sweepfile import load_study
 
     root = tmp_path_factory.mktemp("sweep")
     path = write_study(root, n_trials=8, constraints='["params <= 150_000"]')
@@ -77,8 +77,8 @@ def test_show_as_csv_is_the_front_alone(stored, capsys):
 
 
 def test_hypervolume_history_by_hand():
-    from studies.sweep import hypervolume_history
-    from studies.sweepfile import SweepStudy
+    from lfubench.studies.sweep import hypervolume_history
+    from lfubench.studies.sweepfile import SweepStudy
 
     class Obj:
         names, directions = ["dice:mean", "params"], ["maximize", "minimize"]

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+from lfubench.bench.complexity import count_params, fvcore_macs
+from lfubench.models import ModelConfigError, prune_channels, zero_removed
+from lfubench.models.channels import graph
 
-import models
-from bench.complexity import count_params, fvcore_macs
-from models import ModelConfigError, prune_channels, zero_removed
-from models.channels import graph
+from lfubench import models
 
 PRESETS = ["unet_zhou2018", "unetpp_zhou2018", "unet3p_huang2020", "lfunet_deng2023"]
 
@@ -246,7 +246,7 @@ def test_bn_importance_needs_batch_norm():
 
 
 def test_a_model_built_outside_the_registry_is_refused():
-    from models.unet import UNet
+    from lfubench.models.unet import UNet
 
     with pytest.raises(ModelConfigError, match="needs a zoo model built by models.create_model"):
         prune_channels(UNet(base_width=8), 0.5)

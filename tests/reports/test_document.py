@@ -9,12 +9,11 @@ import string
 import numpy as np
 import pandas as pd
 import pytest
-
-from reports.build import build_outputs
-from reports.document import Doc, compile_pdf, escape
-from reports.overlays import pick_slices
-from reports.schema import ReportInputError
-from reports.text import format_number
+from lfubench.reports.build import build_outputs
+from lfubench.reports.document import Doc, compile_pdf, escape
+from lfubench.reports.overlays import pick_slices
+from lfubench.reports.schema import ReportInputError
+from lfubench.reports.text import format_number
 
 from .fake import EMPTY, fake_run
 

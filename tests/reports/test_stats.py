@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 import pytest
-
-from reports.stats import bootstrap_ci, holm, wilcoxon_p
+from lfubench.reports.stats import bootstrap_ci, holm, wilcoxon_p
 
 
 def test_bootstrap_ci_of_two_values_spans_both():

@@ -9,10 +9,9 @@ import statistics
 
 import pandas as pd
 import pytest
-
-from reports.pareto import frontier, write_pareto_plots
-from reports.schema import EFFICIENCY_COLUMNS, RESULT_COLUMNS, frame, row
-from reports.tables import (
+from lfubench.reports.pareto import frontier, write_pareto_plots
+from lfubench.reports.schema import EFFICIENCY_COLUMNS, RESULT_COLUMNS, frame, row
+from lfubench.reports.tables import (
     aggregate,
     latex_escape,
     mean_score,
@@ -22,7 +21,7 @@ from reports.tables import (
     to_markdown,
     write_tables,
 )
-from reports.text import format_number
+from lfubench.reports.text import format_number
 
 REF = [0.5] * 7 + [0.5]
 L4 = [0.6, 0.62, 0.64, 0.66, 0.68, 0.7, 0.72, math.nan]

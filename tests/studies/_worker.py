@@ -3,7 +3,7 @@
 import sys
 import time
 
-from studies.engine import Engine, EngineConfig
+from lfubench.studies.engine import Engine, EngineConfig
 
 
 def main() -> None:

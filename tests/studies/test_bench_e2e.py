@@ -7,13 +7,13 @@ import time
 
 import pandas as pd
 import pytest
+from lfubench.bench.data import write_phantom
+from lfubench.bench.errors import LfubenchError
+from lfubench.studies.pipeline import run_item
+from lfubench.studies.plan import load_plan
 
-from bench.data import write_phantom
-from bench.errors import LfubenchError
-from lfubench.bench import _devices
 from lfubench.cli import main
-from studies.pipeline import run_item
-from studies.plan import load_plan
+from lfubench.cli.bench import _devices
 
 from ._plans import TINY_SECTIONS
 
@@ -110,7 +110,7 @@ root = "{data}"
 """
     path = tmp_path / "plan.toml"
     path.write_text(plan)
-    with caplog.at_level("INFO", logger="lfubench.bench"):
+    with caplog.at_level("INFO", logger="lfubench.cli.bench"):
         code = main(["bench", str(path), "--out", str(tmp_path / "run"), "--no-progress",
                      "--set", "train.epochs=1"])
     assert code == 2

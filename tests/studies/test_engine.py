@@ -11,9 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from lfubench.studies.engine import Engine
 from optuna.trial import TrialState
-
-from studies.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,8 +92,8 @@ def test_failing_item_is_recorded_and_the_rest_complete(tmp_path):
 
 def test_bad_storages_are_one_clear_line(tmp_path):
     """A wrong URL or an unreachable server names the storage (password hidden) and the cause."""
-    from bench.errors import LfubenchError
-    from studies.engine import make_storage
+    from lfubench.bench.errors import LfubenchError
+    from lfubench.studies.engine import make_storage
 
     with pytest.raises(LfubenchError, match=r"storage notaurl: not a database URL"):
         make_storage("notaurl")
@@ -103,7 +102,7 @@ def test_bad_storages_are_one_clear_line(tmp_path):
 
 
 def _open_storage(url: str, queue) -> None:
-    from studies.engine import make_storage
+    from lfubench.studies.engine import make_storage
 
     try:
         make_storage(url)

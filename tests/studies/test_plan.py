@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from studies.plan import PlanError, load_plan
+from lfubench.studies.plan import PlanError, load_plan
 
 GOOD = """
 name = "tiny"
@@ -159,8 +158,7 @@ def test_effective_plan_round_trips(tmp_path):
 def test_effective_plan_of_a_real_dataset_round_trips(tmp_path):
     """A real dataset's effective plan leaves out the phantom-only settings it may not take."""
     import tomli_w
-
-    from bench.data import write_phantom
+    from lfubench.bench.data import write_phantom
 
     write_phantom("lits", tmp_path / "lits", cases=3, shape=(16, 16, 8), seed=0)
     real = f'[[datasets]]\nname = "real"\nkind = "lits"\nroot = "{tmp_path / "lits"}"\n'

@@ -22,13 +22,13 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from lfubench.bench.complexity import count_params
+from lfubench.bench.errors import LfubenchError
+from lfubench.studies.engine import EngineConfig
+from lfubench.studies.schema import PlanError
 from optuna.trial import TrialState
 
-import models
-from bench.complexity import count_params
-from bench.errors import LfubenchError
-from studies.engine import EngineConfig
-from studies.schema import PlanError
+from lfubench import models
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,8 +104,8 @@ def worker(study: str, storage: str, log: Path, sleep: float, *extra: str) -> su
 
 
 def _main() -> None:
-    from studies.sweep import Sweep
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import Sweep
+    from lfubench.studies.sweepfile import load_study
 
     study_path, storage, log_path, sleep = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 
@@ -126,8 +126,7 @@ def _main() -> None:
 
 def test_smoke_study_file_reads_and_its_effective_form_reads_back_the_same(tmp_path):
     import tomli_w
-
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweepfile import load_study
 
     study = load_study(ROOT / "studies/sweeps/smoke.toml")
     assert study.settings.n_trials == 4 and study.sampler.name == "nsga2" and study.sampler.seed == 0
@@ -142,15 +141,15 @@ def test_smoke_study_file_reads_and_its_effective_form_reads_back_the_same(tmp_p
 
 @pytest.mark.parametrize("path", sorted((ROOT / "studies/sweeps").glob("*.toml")), ids=lambda p: p.stem)
 def test_shipped_studies_are_valid(path):
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweepfile import load_study
 
     study = load_study(path)
     assert study.sampler.name in ("nsga2", "tpe", "gp") and isinstance(study.sampler.seed, int)
 
 
 def test_default_sampler_is_named_by_lfubench_not_optuna(tmp_path):
-    from studies.sweep import make_sampler
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import make_sampler
+    from lfubench.studies.sweepfile import load_study
 
     text = STUDY.format(n_trials=3, constraints="[]").replace('name = "nsga2"\n', "")
     multi = load_study(write_study(tmp_path, text=text))
@@ -188,7 +187,7 @@ name = "cmaes"
 
 
 def test_every_problem_of_a_study_file_is_one_line_naming_file_and_key(tmp_path):
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweepfile import load_study
 
     path = write_study(tmp_path, text=BROKEN)
     with pytest.raises(PlanError) as info:
@@ -219,7 +218,7 @@ def test_every_problem_of_a_study_file_is_one_line_naming_file_and_key(tmp_path)
 
 
 def test_groups_that_divide_no_width_and_settings_no_family_takes_are_refused(tmp_path):
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweepfile import load_study
 
     text = STUDY.format(n_trials=2, constraints="[]").replace("groups = [1, 2, 4, 8]", "groups = [8]")
     with pytest.raises(PlanError, match=r"\[search\] groups: no value of \[8\] divides base_width 4, 12 of "
@@ -250,7 +249,7 @@ def test_cli_prints_a_study_problem_as_one_line(tmp_path, capsys):
 
 
 def test_conditional_space_never_draws_a_model_that_cannot_be_built(tmp_path):
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweepfile import load_study
 
     text = STUDY.format(n_trials=2, constraints="[]").replace(
         'family = ["lfunet", "unet", "unetpp"]', 'family = ["lfunet", "unet", "unetpp", "unet3p"]').replace(
@@ -291,9 +290,8 @@ def test_example_study_spaces_build_only_valid_models(name):
     and classes (each family runs at the study's input size), and each family has a model within
     the study's constraint."""
     import torch
-
-    from bench.datasets import dataset_info
-    from studies.sweepfile import load_study
+    from lfubench.bench.datasets import dataset_info
+    from lfubench.studies.sweepfile import load_study
 
     study = load_study(ROOT / f"studies/sweeps/{name}.toml")
     info = dataset_info(study.dataset.kind)
@@ -331,7 +329,7 @@ def test_example_study_spaces_build_only_valid_models(name):
 
 
 def test_per_family_settings_override_the_shared_ones(tmp_path):
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweepfile import load_study
 
     text = STUDY.format(n_trials=2, constraints="[]") + "\n[search.unet]\nbase_width = [2, 3]\n"
     space = load_study(write_study(tmp_path, text=text)).space
@@ -349,8 +347,8 @@ def test_per_family_settings_override_the_shared_ones(tmp_path):
 
 
 def test_set_a_per_family_search_setting_is_validated_like_the_file(tmp_path):
-    from studies.space import Param, model_arguments
-    from studies.sweepfile import load_study
+    from lfubench.studies.space import Param, model_arguments
+    from lfubench.studies.sweepfile import load_study
 
     path = write_study(tmp_path, text=STUDY.format(n_trials=2, constraints="[]")
                        + "\n[search.unet]\nprune_ratio = 0.0\n")
@@ -393,8 +391,8 @@ def test_set_a_per_family_search_setting_is_validated_like_the_file(tmp_path):
 
 
 def test_objective_figures_come_from_the_final_model_at_its_level():
-    from studies.objectives import FigureError, record_figures
-    from studies.schema import MeasureSpec, ModelSpec
+    from lfubench.studies.objectives import FigureError, record_figures
+    from lfubench.studies.schema import MeasureSpec, ModelSpec
 
     spec = ModelSpec(name="lfunet", kwargs={"base_width": 8, "groups": 4, "prune_level": 2})
     record = fake_record(spec)
@@ -421,8 +419,8 @@ def test_objective_figures_come_from_the_final_model_at_its_level():
 
 
 def _run_fake(tmp_path, n_trials=6, constraints="[]", fail_slot=None, storage=None):
-    from studies.sweep import Sweep
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import Sweep
+    from lfubench.studies.sweepfile import load_study
 
     study = load_study(write_study(tmp_path, n_trials=n_trials, constraints=constraints))
     storage = storage or f"sqlite:///{tmp_path}/s.db"
@@ -437,7 +435,7 @@ def _run_fake(tmp_path, n_trials=6, constraints="[]", fail_slot=None, storage=No
 
 
 def test_constraints_mark_infeasible_trials_and_keep_them_off_the_front(tmp_path):
-    from studies.sweep import trials_frame
+    from lfubench.studies.sweep import trials_frame
 
     sweep, counts = _run_fake(tmp_path, n_trials=8, constraints='["params <= 60_000", "dice:mean >= 0.5"]')
     assert counts == {"complete": 8, "failed": 0, "pruned": 0}
@@ -458,8 +456,8 @@ def test_constraints_mark_infeasible_trials_and_keep_them_off_the_front(tmp_path
 
 
 def test_single_objective_mode_with_a_constraint(tmp_path):
-    from studies.sweep import Sweep, hypervolume_history, trials_frame
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import Sweep, hypervolume_history, trials_frame
+    from lfubench.studies.sweepfile import load_study
 
     study = load_study(write_study(tmp_path, n_trials=6, constraints='["params <= 130_000"]'),
                        overrides=["objectives.minimize=[]", "sampler.name=tpe", "sampler.n_startup_trials=3"])
@@ -478,8 +476,8 @@ def test_single_objective_mode_with_a_constraint(tmp_path):
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on_and_resumes_to_its_budget(tmp_path):
-    from studies.sweep import Sweep
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import Sweep
+    from lfubench.studies.sweepfile import load_study
 
     sweep, counts = _run_fake(tmp_path, n_trials=5, fail_slot=2)
     assert counts == {"complete": 4, "failed": 1, "pruned": 0}
@@ -499,8 +497,8 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on_and_resumes_to_its_bu
 
 
 def test_a_timeout_alone_bounds_each_worker_and_a_rerun_goes_on(tmp_path):
-    from studies.sweep import Sweep
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import Sweep
+    from lfubench.studies.sweepfile import load_study
 
     text = STUDY.format(n_trials=1, constraints="[]").replace("n_trials = 1", "timeout = 0.5")
     study = load_study(write_study(tmp_path, text=text))
@@ -523,8 +521,8 @@ def test_a_timeout_alone_bounds_each_worker_and_a_rerun_goes_on(tmp_path):
 
 
 def test_an_objective_without_a_finite_value_fails_the_trial_with_its_reason(tmp_path):
-    from studies.sweep import Sweep
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import Sweep
+    from lfubench.studies.sweepfile import load_study
 
     study = load_study(write_study(tmp_path, n_trials=2), overrides=['objectives.minimize=["hd95:tumor"]'])
 
@@ -542,8 +540,8 @@ def test_an_objective_without_a_finite_value_fails_the_trial_with_its_reason(tmp
 
 
 def test_a_study_of_another_objective_set_in_the_storage_is_refused(tmp_path):
-    from studies.sweep import Sweep
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import Sweep
+    from lfubench.studies.sweepfile import load_study
 
     _run_fake(tmp_path, n_trials=1)
     other = load_study(write_study(tmp_path, n_trials=1), overrides=['objectives.minimize=["gmacs"]'])
@@ -553,8 +551,8 @@ def test_a_study_of_another_objective_set_in_the_storage_is_refused(tmp_path):
 
 
 def test_unreachable_storage_and_missing_driver_are_one_line(tmp_path):
-    from studies.sweep import Sweep
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import Sweep
+    from lfubench.studies.sweepfile import load_study
 
     study = load_study(write_study(tmp_path, n_trials=1))
     with pytest.raises(LfubenchError, match=r"^storage postgresql://u:\*\*\*@127.0.0.1:1/x: cannot connect"):
@@ -568,8 +566,8 @@ def test_unreachable_storage_and_missing_driver_are_one_line(tmp_path):
 
 
 def test_gp_sampler_runs_a_study_past_its_random_start(tmp_path):
-    from studies.sweep import Sweep
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import Sweep
+    from lfubench.studies.sweepfile import load_study
 
     study = load_study(write_study(tmp_path, n_trials=4, constraints='["params <= 130_000"]'),
                        overrides=["sampler.name=gp", "sampler.n_startup_trials=2"])
@@ -600,10 +598,11 @@ def _poor_trial_run_item(planted: int, calls: list):
 
 
 def test_median_pruner_stops_a_planted_poor_trial_which_uses_its_slot(tmp_path, monkeypatch, capsys):
+    from lfubench.studies import pipeline
+    from lfubench.studies.sweep import Sweep, item_evaluator, trials_frame
+    from lfubench.studies.sweepfile import load_study
+
     from lfubench.cli import main
-    from studies import pipeline
-    from studies.sweep import Sweep, item_evaluator, trials_frame
-    from studies.sweepfile import load_study
 
     path = write_study(tmp_path, n_trials=5)
     overrides = ["objectives.minimize=[]", "sampler.name=tpe", "pruner.name=median",
@@ -652,8 +651,8 @@ def test_median_pruner_stops_a_planted_poor_trial_which_uses_its_slot(tmp_path, 
 
 
 def test_a_pruner_needs_one_maximized_objective(tmp_path):
-    from studies.sweep import make_pruner
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import make_pruner
+    from lfubench.studies.sweepfile import load_study
 
     path = write_study(tmp_path, n_trials=2)
 
@@ -686,8 +685,8 @@ def test_a_pruner_needs_one_maximized_objective(tmp_path):
 
 
 def _complete_by_slot(study_path: Path, storage: str) -> dict[int, list]:
-    from studies.engine import make_storage
-    from studies.sweepfile import load_study
+    from lfubench.studies.engine import make_storage
+    from lfubench.studies.sweepfile import load_study
 
     stored = optuna.load_study(study_name=load_study(study_path).name, storage=make_storage(storage))
     out: dict[int, list] = {}
@@ -730,7 +729,7 @@ def test_killed_worker_loses_only_its_trial_which_is_retried_with_its_parameters
     assert rerun.communicate(timeout=120)[0].strip() == "{'complete': 3, 'failed': 0, 'pruned': 0}"
     done = _complete_by_slot(study, storage)
     assert sorted(done) == [0, 1, 2, 3] and all(len(v) == 1 for v in done.values())
-    from studies.engine import make_storage
+    from lfubench.studies.engine import make_storage
 
     stored = optuna.load_study(study_name="fake", storage=make_storage(storage))
     lost = stored.get_trials(states=(TrialState.FAIL,))

@@ -8,8 +8,8 @@ import json
 import sys
 
 import pytest
+from lfubench.studies.engine import EngineConfig
 
-from studies.engine import EngineConfig
 from tests.studies.test_sweep import fake_record, write_study
 
 
@@ -30,8 +30,8 @@ def _get(app, path: str) -> dict:
 def test_dashboard_reads_a_sweep_storage(tmp_path):
     dashboard = pytest.importorskip("optuna_dashboard",
                                     reason="optuna-dashboard (the dashboard extra) is not installed")
-    from studies.sweep import Sweep
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweep import Sweep
+    from lfubench.studies.sweepfile import load_study
 
     storage = f"sqlite:///{tmp_path}/s.db"
     sweep = Sweep(load_study(write_study(tmp_path, n_trials=5)), storage, EngineConfig(grace_s=30))

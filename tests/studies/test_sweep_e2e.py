@@ -7,14 +7,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+from lfubench.bench.complexity import count_params
+from lfubench.studies.engine import make_storage
+from lfubench.studies.records import collect
 from optuna.trial import TrialState
 from pypdf import PdfReader
 
-import models
-from bench.complexity import count_params
+from lfubench import models
 from lfubench.cli import main
-from studies.engine import make_storage
-from studies.records import collect
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,15 +81,15 @@ def test_gp_sampler_end_to_end(tmp_path, capsys):
 def test_median_pruner_stops_a_trial_from_real_training(tmp_path, capsys, monkeypatch):
     """Real training reports every validation after epoch 0; trial 2's reports are planted
     below any Dice, so the median pruner stops it at its first validation."""
-    import studies.sweep
+    import lfubench.studies.sweep as studies_sweep
 
-    real = studies.sweep.pruning_reporter
+    real = studies_sweep.pruning_reporter
 
     def planted(trial):
         report = real(trial)
         return lambda epoch, dice: report(epoch, -1.0 if trial.number == 2 else dice)
 
-    monkeypatch.setattr(studies.sweep, "pruning_reporter", planted)
+    monkeypatch.setattr(studies_sweep, "pruning_reporter", planted)
     out = tmp_path / "run"
     sets = ["n_trials=3", "train.epochs=2", "train.val_every=1", "objectives.minimize=[]", "sampler.name=tpe",
             "pruner.name=median", "pruner.n_startup_trials=2"]

@@ -6,7 +6,7 @@ user's typo is one line on the terminal.
 
 from __future__ import annotations
 
-from bench.errors import LfubenchError
+from lfubench.bench.errors import LfubenchError
 
 
 def parse_shape(text: str, option: str = "--input", example: str = "3x256x256",

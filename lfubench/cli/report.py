@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import LfubenchError
+from lfubench.bench.errors import LfubenchError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _read_plan(path: Path) -> tuple[dict, str]:
 
 
 def _item_ids(plan_path: Path) -> list[str]:
-    from studies.plan import load_plan
+    from lfubench.studies.plan import load_plan
 
     return [item.id for item in load_plan(plan_path).items()]
 
@@ -119,7 +119,7 @@ def run_record(
 
 def load_run(run_dir: str | Path) -> dict:
     """One run folder (its ``plan.toml`` and ``study.db``), as :func:`run_record`."""
-    from studies.records import load_trials
+    from lfubench.studies.records import load_trials
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -140,8 +140,8 @@ def load_run(run_dir: str | Path) -> dict:
 def load_sweep_run(run: Path) -> dict:
     """A sweep's run folder (its effective ``study.toml`` and ``study.db``), as
     :func:`run_record` plus ``sweep`` (the study and its storage URL)."""
-    from studies.records import load_trials
-    from studies.sweepfile import load_study
+    from lfubench.studies.records import load_trials
+    from lfubench.studies.sweepfile import load_study
 
     db = run / "study.db"
     if not db.is_file():
@@ -156,8 +156,8 @@ def load_sweep_run(run: Path) -> dict:
 
 def sweep_sections(out: Path, runs: Sequence[dict]) -> list[dict]:
     """The front table and figures of each sweep among ``runs``, written under ``out``."""
-    from reports.sweeps import front_table, write_sweep_outputs
-    from studies.sweep import hypervolume_history, importances, open_sweep, trials_frame
+    from lfubench.reports.sweeps import front_table, write_sweep_outputs
+    from lfubench.studies.sweep import hypervolume_history, importances, open_sweep, trials_frame
 
     sections = []
     for run in runs:
@@ -193,7 +193,7 @@ def sweep_sections(out: Path, runs: Sequence[dict]) -> list[dict]:
 def load_storage(storage: str, study: str, plan: str | None = None) -> dict:
     """A study in a storage, with its effective plan file if given (overlays paths are taken
     relative to the plan's folder, the run folder)."""
-    from studies.records import load_trials
+    from lfubench.studies.records import load_trials
 
     if plan and not Path(plan).is_file():
         raise LfubenchError(f"--plan {plan}: no such file")
@@ -209,7 +209,7 @@ def load_storage(storage: str, study: str, plan: str | None = None) -> dict:
 def gather(runs: Sequence[dict]) -> dict:
     """The report's inputs from loaded runs, merged: results, efficiency, items, failures,
     environments, splits. An item present in two runs is refused (report them separately)."""
-    from studies.records import collect, environments, failures, splits, trial_item
+    from lfubench.studies.records import collect, environments, failures, splits, trial_item
 
     parts: dict[str, list[pd.DataFrame]] = {
         k: [] for k in ("results", "efficiency", "items", "failures", "environments")
@@ -276,8 +276,8 @@ def write_report(
     report_name: str = "report.pdf",
 ) -> dict[str, list[Path]]:
     """Gather ``runs`` and write every output into ``out`` (see :func:`reports.build.build_outputs`)."""
-    from reports.build import build_outputs
-    from reports.schema import ReportInputError
+    from lfubench.reports.build import build_outputs
+    from lfubench.reports.schema import ReportInputError
 
     data = gather(runs)
     if reference is None:

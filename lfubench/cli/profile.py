@@ -18,13 +18,13 @@ import time
 
 import torch
 
-import models
-from bench.complexity import fvcore_macs, mac_report, param_counts, report_rows
-from bench.conventions import MACS
-from bench.environment import environment_record, format_environment
-from bench.errors import LfubenchError
-from bench.latency import MODES, PRECISIONS, Timing, profile
-from reports.text import FORMATS, format_rows
+from lfubench import models
+from lfubench.bench.complexity import fvcore_macs, mac_report, param_counts, report_rows
+from lfubench.bench.conventions import MACS
+from lfubench.bench.environment import environment_record, format_environment
+from lfubench.bench.errors import LfubenchError
+from lfubench.bench.latency import MODES, PRECISIONS, Timing, profile
+from lfubench.reports.text import FORMATS, format_rows
 
 from .args import parse_kwargs, parse_list, parse_shape
 from .macs import MAC_HEADER, render_markdown

@@ -7,9 +7,9 @@ import logging
 import time
 from pathlib import Path
 
-from bench.datasets import DATASETS
-from bench.errors import LfubenchError
-from reports.text import format_rows
+from lfubench.bench.datasets import DATASETS
+from lfubench.bench.errors import LfubenchError
+from lfubench.reports.text import format_rows
 
 from .args import parse_shape
 
@@ -78,7 +78,7 @@ def _add_jobs(parser: argparse.ArgumentParser) -> None:
 
 
 def run_phantom(args: argparse.Namespace) -> int:
-    from bench.data import write_phantom
+    from lfubench.bench.data import write_phantom
 
     shape = parse_shape(args.shape, "--shape", "128x128x48", minimum=8) if args.shape else None
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
@@ -92,7 +92,7 @@ def run_phantom(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from bench.data import verify_dataset
+    from lfubench.bench.data import verify_dataset
 
     cases, problems = verify_dataset(args.dataset, args.root, progress=True, jobs=args.jobs)
     if args.format == "text":
@@ -110,7 +110,14 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from bench.data import PreprocessConfig, find_cases, make_splits, open_cache, prepare_cache, write_splits
+    from lfubench.bench.data import (
+        PreprocessConfig,
+        find_cases,
+        make_splits,
+        open_cache,
+        prepare_cache,
+        write_splits,
+    )
 
     start = time.perf_counter()
     cases, problems = find_cases(args.dataset, args.root)

@@ -10,11 +10,11 @@ import argparse
 
 import torch
 
-import models
-from bench.complexity import count_params, fvcore_macs
-from bench.conventions import MACS
-from bench.errors import LfubenchError
-from reports.text import FORMATS, format_rows
+from lfubench import models
+from lfubench.bench.complexity import count_params, fvcore_macs
+from lfubench.bench.conventions import MACS
+from lfubench.bench.errors import LfubenchError
+from lfubench.reports.text import FORMATS, format_rows
 
 from .args import parse_shape
 from .profile import fit_input

@@ -11,10 +11,28 @@ import importlib
 import logging
 import sys
 
-from bench.errors import LfubenchError
-from models import ModelConfigError
+from lfubench.bench.errors import LfubenchError
+from lfubench.models import ModelConfigError
 
-SUBCOMMANDS = ["zoo", "data", "profile", "bench", "sweep", "report"]
+SUBCOMMANDS = ["zoo", "data", "profile", "bench", "sweep", "report", "plans"]
+
+#: optional runtimes whose installed versions --version names (none of them is imported)
+RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch_tensorrt")
+
+
+def version_text() -> str:
+    """``lfubench X.Y.Z (torch A.B.C; onnxruntime ...)``: installed versions, read from package
+    metadata without importing anything heavy; runtimes that are not installed are left out."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def found(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    parts = [f"{name} {v}" for name in ("torch", *RUNTIMES) if (v := found(name))]
+    return f"lfubench {found('lfubench') or 'unknown (not installed)'} ({'; '.join(parts) or 'no torch'})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark and ablate lightweight medical-image segmentation U-Nets.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print the versions of lfubench, torch and the runtimes found, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        importlib.import_module(f"lfubench.{name}").register(sub)
+        importlib.import_module(f"lfubench.cli.{name}").register(sub)
     return parser
 
 

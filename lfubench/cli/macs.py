@@ -7,9 +7,9 @@ table formatter (:func:`reports.text.format_rows`) and the convention sentences 
 
 from __future__ import annotations
 
-from bench.complexity import COUNTERS, FVCORE_IGNORED_OPS, RULES, UNUSED, MacReport
-from bench.conventions import MAC_COUNTERS, MACS
-from reports.text import format_rows
+from lfubench.bench.complexity import COUNTERS, FVCORE_IGNORED_OPS, RULES, UNUSED, MacReport
+from lfubench.bench.conventions import MAC_COUNTERS, MACS
+from lfubench.reports.text import format_rows
 
 #: the sentence above a MAC report: the MAC convention, then how the four counters relate
 MAC_HEADER = f"{MACS}. {MAC_COUNTERS}."

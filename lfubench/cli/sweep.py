@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.errors import LfubenchError
+from lfubench.bench.errors import LfubenchError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _paths(args, study) -> tuple[Path, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studies.sweepfile import load_study
+    from lfubench.studies.sweepfile import load_study
 
     mode, path = _target(args)
     if args.worker_tag:
@@ -108,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace, study) -> int:
-    from lfubench.bench import _devices
-    from studies.engine import EngineConfig
-    from studies.sweep import Sweep
+    from lfubench.cli.bench import _devices
+    from lfubench.studies.engine import EngineConfig
+    from lfubench.studies.sweep import Sweep
 
     devices = _devices(args.devices, args.workers)
     if args.max_trials is not None and args.max_trials < 1:
@@ -170,7 +170,7 @@ def _work(args, study, sweep, out: Path) -> dict:
     from optuna.trial import TrialState
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from studies.sweep import item_evaluator
+    from lfubench.studies.sweep import item_evaluator
 
     evaluate = item_evaluator(study, out, progress=not args.no_progress)
     total = study.settings.n_trials
@@ -221,8 +221,8 @@ def _spawn_workers(args, out: Path, storage: str, devices: list, threads: int) -
 
 def show(args: argparse.Namespace, study) -> int:
     """Print the front and write the sweep's tables and figures into OUT/sweep/."""
-    from reports.sweeps import format_front, front_table, write_sweep_outputs
-    from studies.sweep import hypervolume_history, importances, open_sweep, trials_frame
+    from lfubench.reports.sweeps import format_front, front_table, write_sweep_outputs
+    from lfubench.studies.sweep import hypervolume_history, importances, open_sweep, trials_frame
 
     out, storage = _paths(args, study)
     if not args.storage and not (out / "study.db").exists():

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.errors import LfubenchError
+from lfubench.bench.errors import LfubenchError
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def _work(args, plan, out: Path, engine, items: dict, done_before: int) -> dict:
     """This process's share of the items, one by one, each logged when it starts and ends."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from studies.pipeline import budget, run_item
-    from studies.progress import PlanProgress
+    from lfubench.studies.pipeline import budget, run_item
+    from lfubench.studies.progress import PlanProgress
 
     progress = PlanProgress(len(items), done_before, budget(plan), bar=not args.no_progress)
 
@@ -126,8 +126,8 @@ def _work(args, plan, out: Path, engine, items: dict, done_before: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studies.engine import Engine, EngineConfig
-    from studies.plan import load_plan
+    from lfubench.studies.engine import Engine, EngineConfig
+    from lfubench.studies.plan import load_plan
 
     if args.worker_tag:
         tagged = logging.Formatter(f"[{args.worker_tag}] %(levelname)s %(name)s: %(message)s")
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         if state == "failed":
             print(f"failed: {item_id}: {engine.fail_reason(item_id)}", file=sys.stderr)
     if not args.no_report:
-        from lfubench.report import run_record, write_report
+        from lfubench.cli.report import run_record, write_report
 
         trials = engine.study.get_trials(deepcopy=False)
         written = write_report(out, [run_record(out, trials)], f"lfubench: {plan.name}")
