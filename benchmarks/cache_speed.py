@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from lfubench.bench.data import PreprocessConfig, open_cache, prepare_cache, write_phantom
 
 

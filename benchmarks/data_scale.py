@@ -30,9 +30,8 @@ from pathlib import Path
 
 from lfubench.bench.data.parallel import available_memory, cpu_count
 from lfubench.bench.errors import LfubenchError
-from lfubench.reports.text import format_rows
-
 from lfubench.cli.args import parse_shape
+from lfubench.reports.text import format_rows
 
 GB = 1e9
 

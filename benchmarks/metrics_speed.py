@@ -28,11 +28,12 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
+from scipy import ndimage as ndi
+
 from lfubench.bench.conventions import empty_rule
 from lfubench.bench.metrics import MetricsAccumulator, brats_regions, hd95, hd95_max_directed
 from lfubench.bench.metrics.surface import border, union_box
 from lfubench.reports.text import format_rows
-from scipy import ndimage as ndi
 
 LITS_SHAPE = (512, 512, 200)
 LITS_SPACING = (0.7, 0.7, 2.5)

@@ -15,13 +15,13 @@ import argparse
 import time
 
 import torch
+
+from lfubench import models
 from lfubench.bench import conventions
 from lfubench.bench.complexity import count_params, fvcore_macs
 from lfubench.bench.latency import Timing, profile
-from lfubench.reports.text import format_rows
-
-from lfubench import models
 from lfubench.cli.args import parse_list
+from lfubench.reports.text import format_rows
 
 TARGET_S = 10.0
 INPUT = (3, 256, 256)

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 
+from lfubench import models
 from lfubench.bench.environment import format_environment
 from lfubench.bench.errors import LfubenchError
 from lfubench.bench.latency import Timing, profile
-from lfubench.reports.text import format_rows
-
-from lfubench import models
 from lfubench.cli.args import parse_shape
 from lfubench.cli.profile import fit_input
+from lfubench.reports.text import format_rows
 
 TOLERANCE = 0.05
 

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from lfubench import models
 from lfubench.bench.data import PreprocessConfig, open_cache, prepare_cache, write_phantom
 from lfubench.bench.datasets import dataset_info
 from lfubench.bench.environment import environment_record, format_environment, torch_threads
@@ -41,8 +43,6 @@ from lfubench.bench.losses import DiceCELoss
 from lfubench.bench.train import TrainStep, resolve_precision
 from lfubench.reports.text import format_rows
 from lfubench.studies.pipeline import CacheSlices
-
-from lfubench import models
 
 #: families and the widths they are benchmarked at
 WIDTHS = {"lfunet": (8, 16), "unet": (32,)}

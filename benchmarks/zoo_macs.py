@@ -12,14 +12,14 @@ import argparse
 import time
 
 import torch
-from lfubench.bench.complexity import COUNTERS, mac_report
-from lfubench.bench.errors import LfubenchError
-from lfubench.reports.text import format_rows
 
 from lfubench import models
+from lfubench.bench.complexity import COUNTERS, mac_report
+from lfubench.bench.errors import LfubenchError
 from lfubench.cli.args import parse_shape
 from lfubench.cli.macs import MAC_HEADER
 from lfubench.cli.profile import fit_input
+from lfubench.reports.text import format_rows
 
 TARGET_S = 60.0
 

@@ -39,8 +39,9 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
-from lfubench.bench.errors import LfubenchError
 from optuna.trial import TrialState
+
+from lfubench.bench.errors import LfubenchError
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from lfubench.bench.evaluate import evaluate_cases
 from lfubench.bench.metrics import DISTANCE_METRICS, OVERLAP_METRICS
 

@@ -34,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
+
+from lfubench import models
 from lfubench.bench import conventions
 from lfubench.bench.complexity import count_params, fvcore_macs
 from lfubench.bench.data import (
@@ -51,9 +54,6 @@ from lfubench.bench.evaluate import evaluate_cases, overlay_slices
 from lfubench.bench.latency import profile
 from lfubench.bench.train import TrainConfig, seed_everything, train
 from lfubench.reports.schema import EFFICIENCY_COLUMNS, RESULT_COLUMNS, row
-from torch.utils.data import Dataset
-
-from lfubench import models
 
 from .plan import Item, Plan
 from .schema import DatasetSpec, ModelSpec

@@ -45,10 +45,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lfubench import models
 from lfubench.bench.datasets import dataset_info
 from lfubench.bench.train import TrainConfig
-
-from lfubench import models
 
 from .schema import (
     MODEL_SET,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pandas as pd
+
 from lfubench.reports.schema import (
     CONVENTION_COLUMNS,
     EFFICIENCY_COLUMNS,
@@ -106,6 +107,7 @@ def splits(trials: Sequence) -> dict[str, dict[str, list[str]]]:
 def load_trials(storage_url: str, study_name: str) -> list:
     """Every trial of study ``study_name`` in ``storage_url`` (read only; nothing enqueued)."""
     import optuna
+
     from lfubench.bench.errors import LfubenchError
 
     from .engine import make_storage

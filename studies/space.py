@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+
+from lfubench import models
 from lfubench.models._registry import _arguments, model_entrypoint
 from lfubench.models.blocks import PRUNE_LEVELS
 from lfubench.models.lfunet import SKIP_MODES
-
-from lfubench import models
 
 from .schema import ModelSpec
 

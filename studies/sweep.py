@@ -43,8 +43,9 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
-from lfubench.bench.errors import LfubenchError
 from optuna.trial import TrialState
+
+from lfubench.bench.errors import LfubenchError
 
 from .engine import (
     EngineConfig,

@@ -49,10 +49,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lfubench import models
 from lfubench.bench.datasets import dataset_info
 from lfubench.bench.train import TrainConfig
-
-from lfubench import models
 
 from .objectives import MAXIMIZE, Objectives, read_objectives
 from .plan import Plan, _value, apply_overrides, read_run_sections, read_toml

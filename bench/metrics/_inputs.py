@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
 from lfubench.bench.errors import LfubenchError
 
 __all__ = [

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
+
 from lfubench.bench.metrics._inputs import (
     MetricInputError,
     as_binary_pair,

@@ -37,6 +37,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
 from lfubench.bench.metrics._inputs import (
     BRATS_MAX_DISTANCE_MM,
     MetricInputError,

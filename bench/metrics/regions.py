@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from lfubench.bench.metrics._inputs import MetricInputError
 
 __all__ = ["BRATS_REGIONS", "BRATS_SCHEMES", "LITS_CLASSES", "brats_regions", "iter_regions", "lits_classes",

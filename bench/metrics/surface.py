@@ -35,9 +35,10 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from lfubench.bench.metrics._inputs import MetricInputError, as_binary_pair, check_connectivity, check_spacing
 from scipy.ndimage import generate_binary_structure
 from scipy.spatial import cKDTree
+
+from lfubench.bench.metrics._inputs import MetricInputError, as_binary_pair, check_connectivity, check_spacing
 
 __all__ = ["border", "directed_distances", "surface_distances", "union_box"]
 

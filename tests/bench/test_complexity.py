@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+from torch import nn
+
+from lfubench import models
 from lfubench.bench.complexity import (
     COUNTERS,
     count_params,
@@ -14,9 +17,6 @@ from lfubench.bench.complexity import (
     report_rows,
     used_parameters,
 )
-from torch import nn
-
-from lfubench import models
 
 
 class Wrap(nn.Module):

@@ -7,9 +7,10 @@ import subprocess
 import sys
 import textwrap
 
-import lfubench.bench.data.cache as cache_mod
 import numpy as np
 import pytest
+
+import lfubench.bench.data.cache as cache_mod
 from lfubench.bench.data import (
     DataError,
     PreprocessConfig,

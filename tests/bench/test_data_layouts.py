@@ -7,6 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+
 from lfubench.bench.data import find_cases, read_case, write_phantom
 from lfubench.bench.data.labels import map_labels
 from lfubench.bench.data.phantom import brats_case, brats_group, lits_case

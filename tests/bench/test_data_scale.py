@@ -5,11 +5,12 @@ from __future__ import annotations
 import gzip
 import tracemalloc
 
+import numpy as np
+import pytest
+
 import lfubench.bench.data.nifti as nifti_mod
 import lfubench.bench.data.phantom as phantom_mod
 import lfubench.bench.data.preprocess as preprocess_mod
-import numpy as np
-import pytest
 from lfubench.bench.data import PreprocessConfig, prepare_cache, verify_dataset, write_phantom
 from lfubench.bench.data.cache import ARRAYS
 from lfubench.bench.errors import OptionError

@@ -8,9 +8,9 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
-from lfubench.bench.data import DataError, find_cases, read_case, verify_dataset, write_phantom
 
 import lfubench.cli as cli
+from lfubench.bench.data import DataError, find_cases, read_case, verify_dataset, write_phantom
 
 SHAPE = (32, 32, 8)
 

@@ -16,11 +16,14 @@ import math
 import sys
 import threading
 
-import lfubench.bench.evaluate as bench_evaluate
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from medpy.metric import binary as mb
+from torch import nn
+
+import lfubench.bench.evaluate as bench_evaluate
 from lfubench.bench.data import (
     Case,
     DataError,
@@ -36,8 +39,6 @@ from lfubench.bench.datasets import DATASETS
 from lfubench.bench.errors import OptionError
 from lfubench.bench.evaluate import evaluate_cases, predict_labels, restore_geometry
 from lfubench.bench.metrics import BRATS_MAX_DISTANCE_MM, MetricsAccumulator
-from medpy.metric import binary as mb
-from torch import nn
 
 REL = 1e-9
 

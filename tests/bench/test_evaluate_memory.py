@@ -30,12 +30,12 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
+
 from lfubench.bench.data import PreprocessConfig, find_cases, open_cache, prepare_cache, read_label
 from lfubench.bench.datasets import DATASETS
 from lfubench.bench.evaluate import evaluate_cases, predict_labels
 from lfubench.bench.latency import PeakRSS
 from lfubench.bench.metrics import MetricsAccumulator
-
 from tests.bench.test_evaluate import (
     LITS_HU,
     LITS_MODEL_LEVELS,

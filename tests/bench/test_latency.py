@@ -8,11 +8,11 @@ import re
 import numpy as np
 import pytest
 import torch
-from lfubench.bench.environment import environment_record, git_commit
-from lfubench.bench.latency import ROW_KEYS, PeakRSS, Timing, is_oom, profile, summarize
 from torch import nn
 
 from lfubench import models
+from lfubench.bench.environment import environment_record, git_commit
+from lfubench.bench.latency import ROW_KEYS, PeakRSS, Timing, is_oom, profile, summarize
 
 FAST = Timing(min_warmup=1, window=1, max_warmup=2, min_iters=2, max_iters=3, max_time_s=0.0)
 NO_CUDA = "CUDA is not available on this machine (CPU-only torch build or no GPU): CUDA paths not run"

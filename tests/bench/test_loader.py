@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import Dataset, TensorDataset
+
 from lfubench.bench import loader as L
 from lfubench.bench.loader import (
     LoaderFeed,
@@ -16,7 +18,6 @@ from lfubench.bench.loader import (
     resolve_workers,
     stored_bytes,
 )
-from torch.utils.data import Dataset, TensorDataset
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason="needs a CUDA GPU (none visible to torch here)")

@@ -10,13 +10,13 @@ import textwrap
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
+
+from lfubench import models
 from lfubench.bench.errors import OptionError
 from lfubench.bench.losses import DiceCELoss
 from lfubench.bench.train import TrainConfig, TrainingDiverged, lr_factor, train
 from lfubench.studies.plan import PlanError, load_plan
-from torch.utils.data import TensorDataset
-
-from lfubench import models
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason="needs a CUDA GPU (none visible to torch here)")

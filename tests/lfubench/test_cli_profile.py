@@ -9,10 +9,10 @@ import json
 
 import pytest
 import torch
-from lfubench.bench.conventions import MAC_COUNTERS, MACS
-from lfubench.bench.errors import LfubenchError
 
 from lfubench import models
+from lfubench.bench.conventions import MAC_COUNTERS, MACS
+from lfubench.bench.errors import LfubenchError
 from lfubench.cli import build_parser, main
 
 FAST = ["--min-iters", "1", "--max-iters", "2", "--time", "0", "--warmup-time", "0", "--threads", "1"]

@@ -8,9 +8,9 @@ import io
 
 import pandas as pd
 import pytest
-from lfubench.studies.engine import EngineConfig
 
 from lfubench.cli import main
+from lfubench.studies.engine import EngineConfig
 from tests.studies.test_sweep import fake_record, write_study
 
 

@@ -7,10 +7,10 @@ import re
 
 import pytest
 import torch
-from lfubench.bench.complexity import count_params, fvcore_macs
-from lfubench.models.lfunet import node_skips
 
 from lfubench import models
+from lfubench.bench.complexity import count_params, fvcore_macs
+from lfubench.models.lfunet import node_skips
 
 # The concatenated inputs of every decoder node in the authors' forward (dengdy22/U-Nets,
 # LFU-Net), written as transition(resample(source)). Their `stagep` is `stage0p` and their

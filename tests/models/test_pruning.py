@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+
+from lfubench import models
 from lfubench.bench.complexity import count_params, fvcore_macs
 from lfubench.models import ModelConfigError, prune_channels, zero_removed
 from lfubench.models.channels import graph
-
-from lfubench import models
 
 PRESETS = ["unet_zhou2018", "unetpp_zhou2018", "unet3p_huang2020", "lfunet_deng2023"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lfubench.bench.complexity import count_params, fvcore_macs
-from lfubench.models.blocks import building, level_nodes
 
 from lfubench import models
+from lfubench.bench.complexity import count_params, fvcore_macs
+from lfubench.models.blocks import building, level_nodes
 
 ALL = models.list_models()
 PRUNABLE = [name for name in ALL if name.startswith(("unetpp", "lfunet"))]

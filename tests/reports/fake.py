@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from lfubench.reports.schema import EFFICIENCY_COLUMNS, ITEM_COLUMNS, RESULT_COLUMNS, frame, row
 
 #: (model, label, levels, params at the top level, base width)

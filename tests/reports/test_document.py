@@ -9,6 +9,7 @@ import string
 import numpy as np
 import pandas as pd
 import pytest
+
 from lfubench.reports.build import build_outputs
 from lfubench.reports.document import Doc, compile_pdf, escape
 from lfubench.reports.overlays import pick_slices

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from lfubench.reports.stats import bootstrap_ci, holm, wilcoxon_p
 
 

@@ -9,6 +9,7 @@ import statistics
 
 import pandas as pd
 import pytest
+
 from lfubench.reports.pareto import frontier, write_pareto_plots
 from lfubench.reports.schema import EFFICIENCY_COLUMNS, RESULT_COLUMNS, frame, row
 from lfubench.reports.tables import (

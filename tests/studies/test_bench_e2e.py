@@ -7,13 +7,13 @@ import time
 
 import pandas as pd
 import pytest
+
 from lfubench.bench.data import write_phantom
 from lfubench.bench.errors import LfubenchError
-from lfubench.studies.pipeline import run_item
-from lfubench.studies.plan import load_plan
-
 from lfubench.cli import main
 from lfubench.cli.bench import _devices
+from lfubench.studies.pipeline import run_item
+from lfubench.studies.plan import load_plan
 
 from ._plans import TINY_SECTIONS
 

@@ -11,8 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from lfubench.studies.engine import Engine
 from optuna.trial import TrialState
+
+from lfubench.studies.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from lfubench.studies.engine import Engine
 
+from lfubench.studies.engine import Engine
 from tests.studies.test_engine import _complete, _worker
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))

@@ -7,10 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from lfubench.bench.data import write_phantom
-from lfubench.studies.plan import load_plan
 
+from lfubench.bench.data import write_phantom
 from lfubench.cli import main
+from lfubench.studies.plan import load_plan
 
 PLANS = Path(__file__).resolve().parents[2] / "studies" / "plans"
 # real in-plane sizes (LiTS 512 x 512; BraTS 240 x 240 x 155), few LiTS slices to stay quick

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from lfubench.studies.plan import PlanError, load_plan
 
 GOOD = """
@@ -158,6 +159,7 @@ def test_effective_plan_round_trips(tmp_path):
 def test_effective_plan_of_a_real_dataset_round_trips(tmp_path):
     """A real dataset's effective plan leaves out the phantom-only settings it may not take."""
     import tomli_w
+
     from lfubench.bench.data import write_phantom
 
     write_phantom("lits", tmp_path / "lits", cases=3, shape=(16, 16, 8), seed=0)

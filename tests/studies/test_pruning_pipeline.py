@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lfubench.studies.pipeline import finetune_config, run_item
-from lfubench.studies.plan import PlanError, load_plan
 
 from lfubench import models
+from lfubench.studies.pipeline import finetune_config, run_item
+from lfubench.studies.plan import PlanError, load_plan
 
 from ._plans import TINY_SECTIONS
 

@@ -22,13 +22,13 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from optuna.trial import TrialState
+
+from lfubench import models
 from lfubench.bench.complexity import count_params
 from lfubench.bench.errors import LfubenchError
 from lfubench.studies.engine import EngineConfig
 from lfubench.studies.schema import PlanError
-from optuna.trial import TrialState
-
-from lfubench import models
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,6 +126,7 @@ def _main() -> None:
 
 def test_smoke_study_file_reads_and_its_effective_form_reads_back_the_same(tmp_path):
     import tomli_w
+
     from lfubench.studies.sweepfile import load_study
 
     study = load_study(ROOT / "studies/sweeps/smoke.toml")
@@ -290,6 +291,7 @@ def test_example_study_spaces_build_only_valid_models(name):
     and classes (each family runs at the study's input size), and each family has a model within
     the study's constraint."""
     import torch
+
     from lfubench.bench.datasets import dataset_info
     from lfubench.studies.sweepfile import load_study
 
@@ -598,11 +600,10 @@ def _poor_trial_run_item(planted: int, calls: list):
 
 
 def test_median_pruner_stops_a_planted_poor_trial_which_uses_its_slot(tmp_path, monkeypatch, capsys):
+    from lfubench.cli import main
     from lfubench.studies import pipeline
     from lfubench.studies.sweep import Sweep, item_evaluator, trials_frame
     from lfubench.studies.sweepfile import load_study
-
-    from lfubench.cli import main
 
     path = write_study(tmp_path, n_trials=5)
     overrides = ["objectives.minimize=[]", "sampler.name=tpe", "pruner.name=median",

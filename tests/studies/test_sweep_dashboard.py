@@ -8,8 +8,8 @@ import json
 import sys
 
 import pytest
-from lfubench.studies.engine import EngineConfig
 
+from lfubench.studies.engine import EngineConfig
 from tests.studies.test_sweep import fake_record, write_study
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from lfubench.bench.complexity import count_params
-from lfubench.studies.engine import make_storage
-from lfubench.studies.records import collect
 from optuna.trial import TrialState
 from pypdf import PdfReader
 
 from lfubench import models
+from lfubench.bench.complexity import count_params
 from lfubench.cli import main
+from lfubench.studies.engine import make_storage
+from lfubench.studies.records import collect
 
 ROOT = Path(__file__).resolve().parents[2]
 
