@@ -6,6 +6,7 @@ import mmap
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -94,7 +95,6 @@ def test_rows_are_tidy_and_carry_the_environment_record():
         assert r["peak_rss_mb"] > 0 and "peak RSS" in r["memory_convention"]
         assert r["peak_allocated_mb"] is None and r["timer"].startswith("time.perf_counter")
     assert len({tuple(sorted(r)) for r in rows}) == 1  # same columns in every row
-    pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(rows)
     assert frame.shape == (8, len(rows[0]))
 

@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -380,7 +381,6 @@ def test_brats_accumulator_regions_and_mean():
 
 
 def test_accumulator_rows_aggregate_reset():
-    pd = pytest.importorskip("pandas")
     acc = M.MetricsAccumulator(("dice", "hd95", "assd"), spacing=(2.0, 1.0), empty="nan")
     pairs = [random_pair(s, (16, 16), 0.3, True) for s in range(3)]
     for i, (a, b) in enumerate(pairs):
