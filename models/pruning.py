@@ -33,7 +33,9 @@ batch norm after every pruned convolution), ``random`` a seeded random score (a 
 which channels are kept versus how many). Scope ``local`` keeps ``1 - ratio`` of every set;
 ``global`` ranks all channels together (each set's scores divided by their mean, so sets of
 different fan-in compare) and removes the lowest ``ratio`` of all channels, keeping at least
-:data:`GLOBAL_FLOOR` of every set.
+:data:`GLOBAL_FLOOR` of every set. Equal scores (fresh batch-norm scales are all 1) are ranked
+by their place in their set, the later channel first, so a tie is shared out over the sets
+rather than removed whole: all-equal scores prune every set by about ``ratio``.
 """
 
 from __future__ import annotations
@@ -145,20 +147,27 @@ def _keep_counts(model, g: ChannelGraph, scores: dict[str, torch.Tensor], ratio:
         counts = {k: min(width[k], max(chunks[k], _round_to((1 - ratio) * width[k], chunks[k])))
                   for k in width}
     else:
-        norm, weights = {}, []
+        norm, weights, place = {}, [], []
         for c in g.coupled:
             s = scores[c[0]]
             mean = s.mean()
             norm[c[0]] = s / mean if mean > 0 else torch.ones_like(s)
             weights.append(torch.full_like(s, len(c)))  # a coupled class stands for len(c) sets
+            place.append((torch.arange(len(s), dtype=torch.float64) + 0.5) / len(s))
         flat, wts = torch.cat(list(norm.values())), torch.cat(weights)
-        order = torch.argsort(flat, stable=True)
-        removed = torch.cumsum(wts[order], 0) <= ratio * wts.sum()
-        threshold = flat[order][removed].max() if removed.any() else -math.inf
-        counts = {}
+        # ascending score; among equal scores the channel later in its set first (the one a
+        # set's own selection drops first), so ties are shared out over the sets in proportion
+        # to their widths; then the position in the concatenation: a deterministic order
+        order = torch.argsort(-torch.cat(place), stable=True)
+        order = order[torch.argsort(flat[order], stable=True)]
+        removed = torch.zeros(len(flat), dtype=torch.bool)
+        removed[order[torch.cumsum(wts[order], 0) <= ratio * wts.sum()]] = True
+        counts, start = {}, 0
         for k, s in norm.items():
+            left = len(s) - int(removed[start:start + len(s)].sum())
+            start += len(s)
             floor = max(chunks[k], math.ceil(GLOBAL_FLOOR * width[k] / chunks[k]) * chunks[k])
-            counts[k] = min(width[k], max(floor, _round_to(int((s > threshold).sum()), chunks[k])))
+            counts[k] = min(width[k], max(floor, _round_to(left, chunks[k])))
     root = {n: c[0] for c in g.coupled for n in c}
     for tie in g.tied:  # equal widths where grouped concatenations need them
         keys = list(dict.fromkeys(root[n] for n in tie))
@@ -264,9 +273,13 @@ def prune_channels(model: SegmentationNet, ratio: float, *, importance: str = "l
     pruned.load_state_dict(state, strict=True)
     pruned.to(device).train(model.training)
     if example_input is not None:
-        with torch.no_grad():
-            a, b = model.eval()(example_input), pruned.eval()(example_input)
-        model.train(pruned.training)
+        modes = [(m, m.training) for m in (*model.modules(), *pruned.modules())]
+        try:
+            with torch.no_grad():
+                a, b = model.eval()(example_input), pruned.eval()(example_input)
+        finally:  # each module back in its own mode (a frozen batch norm stays frozen)
+            for m, mode in modes:
+                m.training = mode
         if a.shape != b.shape:
             raise RuntimeError(f"{model.model_name}: pruned output shape {tuple(b.shape)} != "
                                f"{tuple(a.shape)}")

@@ -183,6 +183,45 @@ def test_global_scope_gives_non_uniform_widths_with_a_floor():
     assert set(local.values()) == {0.5}
 
 
+@pytest.mark.parametrize("ratio", [0.1, 0.3, 0.5])
+def test_global_scope_with_all_equal_scores_removes_the_asked_fraction(ratio):
+    """Fresh batch-norm scales are all 1 (``bn`` + ``global`` + ``init``): every score ties. The
+    ties are broken by channel index within each set, so every set loses about the ratio (not
+    every tied channel at the threshold, which left each set at the 10 % floor)."""
+    model = models.create_model("unet", base_width=8)
+    pruned = prune_channels(model, ratio, importance="bn", scope="global")
+    report = pruned.prune_report
+    assert report.channel_ratio == pytest.approx(ratio, abs=0.02)
+    for name, achieved in report.achieved.items():
+        width = model.widths[name]
+        assert abs(achieved * width - ratio * width) <= 1, (name, achieved)
+        assert report.kept[name] == list(range(pruned.widths[name]))  # ties: the lower index kept
+    again = prune_channels(model, ratio, importance="bn", scope="global").prune_report
+    assert again.kept == report.kept  # deterministic
+
+
+def test_global_scope_with_equal_l1_scores_in_grouped_sets():
+    model = models.create_model("lfunet", base_width=16, groups=4)
+    with torch.no_grad():
+        for layer in model.channel_layers():
+            model.get_submodule(layer.path).weight.fill_(0.5)
+    report = prune_channels(model, 0.5, scope="global").prune_report
+    assert report.channel_ratio == pytest.approx(0.5, abs=0.05)
+    assert max(report.achieved.values()) <= 0.75
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_example_input_leaves_both_models_in_the_original_mode(training):
+    model = _model("unet", base_width=8).train(training)
+    frozen = model.encoder["x0_0"][0][1]  # a batch norm kept in eval mode inside a training model
+    frozen.eval()
+    modes = {name: m.training for name, m in model.named_modules()}
+    pruned = prune_channels(model, 0.5, example_input=_x(model))
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert pruned.training is training
+    assert all(m.training is training for m in pruned.modules())
+
+
 def test_importance_chooses_which_channels_are_kept():
     model = _model("unet", base_width=8)
     conv = model.encoder["x0_0"][0][0]  # produces x0_0.mid, 8 channels
