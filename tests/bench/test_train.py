@@ -262,8 +262,9 @@ def test_compile_goes_through_torch_compile_without_cuda_graphs_on_the_cpu(tmp_p
 
 
 COMPILE_RUN = """
-import math, torch, models
+import math, torch
 from torch.utils.data import TensorDataset
+from lfubench import models
 from lfubench.bench.train import TrainConfig, train
 torch.manual_seed(0)
 data = TensorDataset(torch.rand(8, 3, 32, 32), torch.randint(0, 3, (8, 32, 32)))
@@ -274,18 +275,20 @@ assert result.steps_run == 2 and math.isfinite(result.history[-1]["loss"]), resu
 print("compiled", result.settings["compile"])
 """
 
+#: seconds the compiled run may take: a cold inductor cache compiles the C++ kernels of the CPU
+#: in about a minute on 2 cores; a busy shared machine can take several times that
+COMPILE_TIMEOUT_S = 900
 
-def test_compile_really_trains_on_the_cpu_when_it_compiles_in_time(tmp_path):
-    """Two real compiled steps in a fresh process, given 30 s: with a cold inductor cache the
-    CPU compilation of the C++ kernels alone can take about a minute on 2 cores."""
+
+@pytest.mark.slow
+def test_compile_really_trains_on_the_cpu(tmp_path):
+    """Two real compiled steps in a fresh process, waited for however long the compilation takes
+    (no skip on time): the run must finish and train."""
     if not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
         pytest.skip("torch.compile on the CPU needs a C++ compiler; none on PATH")
-    code = textwrap.dedent(COMPILE_RUN.format(out=str(tmp_path)))
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.skip("torch.compile of a 2-step CPU run took over 30 s here (cold inductor cache); "
-                    "not waited for")
+    code = textwrap.dedent(COMPILE_RUN.format(out=str(tmp_path / "out")))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=COMPILE_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("compiled default")
 
