@@ -16,6 +16,16 @@ at the first batch size and precision of ``[measure]``, on its device. Overlap s
 are maximised and distances minimised; the other direction is refused. A constraint holds a
 figure to a bound; Optuna counts a trial feasible when every constraint value
 (``figure - bound`` for ``<=``, ``bound - figure`` for ``>=``) is at most 0.
+
+A figure without a value fails the trial. Within a region, test cases without a value (the
+``nan`` empty-mask rule, a case where both masks are empty) are left out of its mean; a region
+with no value at all has none, and then neither has the mean over regions: ``dice:mean`` is not
+the mean of the other regions, which would let a model that never segments one region be
+called best. :func:`record_figures` raises :class:`FigureError` for such a figure (and for a
+missing or infinite one), and the sweep marks the trial FAIL with ``fail_reason``
+``objective ...``, as Optuna itself marks FAIL a trial told a NaN value. A failed trial is
+never on the Pareto front, never dominates another and takes no part in the hypervolume; its
+record is kept.
 """
 
 from __future__ import annotations
@@ -206,11 +216,17 @@ def record_figures(record: dict, names: list[str], measure: MeasureSpec) -> dict
             value = eff[name]
         else:
             metric, _, region = name.partition(":")
-            by_region: dict[str, list[float]] = {}
+            by_region: dict[str, list[float]] = {}  # every region scored, with its finite values
             for r in metrics:
-                if r["metric"] == metric and r["value"] is not None and not _isnan(r["value"]):
-                    by_region.setdefault(r["region"], []).append(float(r["value"]))
+                if r["metric"] == metric:
+                    values = by_region.setdefault(r["region"], [])
+                    if r["value"] is not None and not _isnan(r["value"]):
+                        values.append(float(r["value"]))
             if region == "mean":
+                empty = [k for k, v in by_region.items() if not v]
+                if empty:  # the mean of the regions is NaN, not the mean of the others
+                    raise FigureError(f"{name}: region {', '.join(empty)} has no finite value in the "
+                                      "trial's record, so the mean over regions has none")
                 value = float(np.mean([np.mean(v) for v in by_region.values()])) if by_region else math.nan
             else:
                 value = float(np.mean(by_region[region])) if by_region.get(region) else math.nan
