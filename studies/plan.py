@@ -171,38 +171,51 @@ def _in_out(dataset: DatasetSpec) -> dict:
     return {"in_channels": info.in_channels, "num_classes": info.num_classes}
 
 
-def _check_model(spec: ModelSpec, datasets: list[DatasetSpec], at: str, problems: list[str]) -> None:
-    """Build the model once per dataset it will meet, and check its pruning levels."""
+def check_model(spec: ModelSpec, datasets: list[DatasetSpec], cache: dict | None = None) -> str | None:
+    """What stops ``spec`` from running on ``datasets``, or None: the model is built once per
+    dataset it will meet, its pruning levels checked and, where it is channel-pruned, a trial
+    prune run (``bn`` importance needs batch norm after every pruned convolution). Plans check
+    each model with it; sweeps every model their space can draw (:mod:`studies.sweepfile`).
+
+    ``cache`` (a dict kept by the caller) holds each configuration's build and trial prune, so
+    models that differ only in settings that do not change them are built once."""
+    cache = {} if cache is None else cache
     if spec.name not in models.list_models():
         close = difflib.get_close_matches(str(spec.name), models.list_models(), n=3)
-        problems.append(f"{at}: model {spec.name!r} is not registered"
-                        + (f" (close matches: {', '.join(close)})" if close else ""))
-        return
+        return f"model {spec.name!r} is not registered" + (f" (close matches: {', '.join(close)})"
+                                                           if close else "")
     for key in MODEL_SET:
         if key in spec.kwargs:
-            problems.append(f"{at}: key {key!r} is not a plan setting here: {MODEL_SET[key]}")
-            return
+            return f"key {key!r} is not a plan setting here: {MODEL_SET[key]}"
     for dataset in {d.dataset: d for d in datasets}.values():
-        try:
-            model = models.create_model(spec.name, **_in_out(dataset), **spec.kwargs)
-        except models.ModelConfigError as err:
-            problems.append(f"{at}: {err}")
-            return
+        kwargs = {**_in_out(dataset), **spec.kwargs}
+        key = repr((spec.name, sorted(kwargs.items())))
+        if key not in cache:
+            try:
+                cache[key] = models.create_model(spec.name, **kwargs)
+            except models.ModelConfigError as err:
+                cache[key] = str(err)
+        model = cache[key]
+        if isinstance(model, str):
+            return model
         top = getattr(model, "prune_level", None)
         if spec.levels and (top is None or not getattr(model, "deep_supervision", False)):
-            problems.append(f"{at}: 'levels' needs a deep-supervision model with pruning levels")
-            return
+            return "'levels' needs a deep-supervision model with pruning levels"
         bad = [lv for lv in spec.levels if not 1 <= lv <= top]
         if bad:
-            problems.append(f"{at}: levels {bad} are not within 1..{top}")
-            return
-        if spec.pruned:  # the pruning settings fit this model (bn importance needs batch norm)
-            try:
-                models.prune_channels(model, spec.prune_ratio, importance=spec.prune_importance,
-                                      scope=spec.prune_scope)
-            except models.ModelConfigError as err:
-                problems.append(f"{at}: {err}")
-                return
+            return f"levels {bad} are not within 1..{top}"
+        if spec.pruned:
+            pruning = (spec.prune_ratio, spec.prune_importance, spec.prune_scope)
+            if (key, pruning) not in cache:
+                try:
+                    models.prune_channels(model, spec.prune_ratio, importance=spec.prune_importance,
+                                          scope=spec.prune_scope)
+                    cache[key, pruning] = None
+                except models.ModelConfigError as err:
+                    cache[key, pruning] = str(err)
+            if cache[key, pruning] is not None:
+                return cache[key, pruning]
+    return None
 
 
 def read_toml(path: Path, what: str) -> dict:
@@ -302,7 +315,8 @@ def load_plan(path: str | Path, base_dir: str | Path | None = None, overrides: S
             continue
         if spec.label in {s.label for s in specs}:
             problems.append(f"{at}: duplicate model label {spec.label!r}")
-        _check_model(spec, datasets, at, problems)
+        if problem := check_model(spec, datasets):
+            problems.append(f"{at}: {problem}")
         specs.append(spec)
 
     if problems:

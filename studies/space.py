@@ -25,7 +25,11 @@ The space is conditional, so no trial is wasted on a model that cannot be built:
   ``finetune_epochs`` only when, in addition, ``prune_mode`` is ``finetune``.
 
 A space whose choices cannot all be built (no listed ``groups`` value divides a width, a
-family that takes none of a setting's values) is refused when the study file is read.
+family that takes none of a setting's values) is refused when the study file is read; then
+every model the space can draw (:meth:`Space.combinations`) is built and, where it is pruned,
+trial-pruned by the check a plan's models get (:func:`studies.plan.check_model`), so a width
+that LFU-Net's default 8 groups do not divide, or ``bn`` importance for a model without batch
+norm after every pruned convolution, is refused too (:mod:`studies.sweepfile`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +60,8 @@ def _model_field(name: str, key: str):
 class SearchSpec:
     """The settings a sweep searches over; metadata: ``kind`` (int, float, str, bool),
     ``min``/``max``/``choices`` (the allowed values), ``kwarg`` (a model constructor argument;
-    otherwise a :class:`ModelSpec` field), ``doc``."""
+    otherwise a :class:`ModelSpec` field), ``builds`` (False: the setting changes neither the
+    built model nor its pruning, so the check of a study file tries one value), ``doc``."""
 
     family: Any = field(default=None, metadata={
         "kind": str, "kwarg": False, "doc": "registered model families that take base_width (required)"})
@@ -73,9 +79,9 @@ class SearchSpec:
     prune_scope: Any = field(default=None, metadata={
         "kind": str, "choices": _model_field("prune_scope", "choices"), "kwarg": False})
     prune_mode: Any = field(default=None, metadata={
-        "kind": str, "choices": _model_field("prune_mode", "choices"), "kwarg": False})
+        "kind": str, "choices": _model_field("prune_mode", "choices"), "kwarg": False, "builds": False})
     finetune_epochs: Any = field(default=None, metadata={
-        "kind": int, "min": _model_field("finetune_epochs", "min"), "kwarg": False})
+        "kind": int, "min": _model_field("finetune_epochs", "min"), "kwarg": False, "builds": False})
 
 
 #: the search keys in suggestion order (family first: the rest depends on it)
@@ -307,6 +313,14 @@ class Space:
         """The model of one trial: every applicable setting drawn (or fixed) in the order of
         :data:`KEYS`, conditional settings only where they apply."""
         family = _draw(trial, "family", self.family)
+        kwargs, fields = self._settings(family, lambda name, param: _draw(trial, name, param))
+        return ModelSpec(name=family, label=f"#{trial.number} " + _label(family, kwargs, fields),
+                         kwargs=kwargs, **fields)
+
+    def _settings(self, family: str, choose: Callable[[str, Param], Any]) -> tuple[dict, dict]:
+        """The constructor arguments and :class:`ModelSpec` fields of one model of ``family``,
+        each applicable setting given by ``choose(parameter name, Param)`` in the order of
+        :data:`KEYS`."""
         kwargs: dict[str, Any] = {}
         fields: dict[str, Any] = {}
         for key in KEYS[1:]:
@@ -321,11 +335,36 @@ class Space:
                 found = self.param(family, key)
             if found is None:
                 continue
-            value = _draw(trial, *found)
+            value = choose(*found)
             meta = SearchSpec.__dataclass_fields__[key].metadata
             (kwargs if meta["kwarg"] else fields)[key] = value
-        return ModelSpec(name=family, label=f"#{trial.number} " + _label(family, kwargs, fields),
-                         kwargs=kwargs, **fields)
+        return kwargs, fields
+
+    def combinations(self, family: str) -> list[ModelSpec]:
+        """Every model of ``family`` that differs in what is built: each value of a setting
+        that changes the model or its pruning (an int range at its steps, a float range at its
+        steps or else at its two ends), under the same conditions as :meth:`suggest`; the
+        other settings (``prune_mode``, ``finetune_epochs``) at their first value."""
+        out, pending = [], [()]
+        while pending:
+            path = pending.pop()
+            taken: list[int] = []
+
+            def choose(name: str, param: Param, path=path, taken=taken) -> Any:
+                values = param.values() or [param.low, param.high]
+                if not SearchSpec.__dataclass_fields__[param.key].metadata.get("builds", True):
+                    values = values[:1]
+                if len(taken) < len(path):
+                    index = path[len(taken)]
+                else:  # a new branch: this value now, the others later, in order
+                    index = 0
+                    pending.extend(tuple(taken) + (j,) for j in reversed(range(1, len(values))))
+                taken.append(index)
+                return values[index]
+
+            kwargs, fields = self._settings(family, choose)
+            out.append(ModelSpec(name=family, kwargs=kwargs, **fields))
+        return out
 
 
 def _label(family: str, kwargs: dict, fields: dict) -> str:

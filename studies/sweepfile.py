@@ -54,8 +54,17 @@ from lfubench.bench.datasets import dataset_info
 from lfubench.bench.train import TrainConfig
 
 from .objectives import MAXIMIZE, Objectives, read_objectives
-from .plan import Plan, _value, apply_overrides, read_run_sections, read_toml
-from .schema import TRAIN_SKIP, DatasetSpec, MeasureSpec, PlanError, read_section, section_dict, unknown_key
+from .plan import Plan, _value, apply_overrides, check_model, read_run_sections, read_toml
+from .schema import (
+    TRAIN_SKIP,
+    DatasetSpec,
+    MeasureSpec,
+    ModelSpec,
+    PlanError,
+    read_section,
+    section_dict,
+    unknown_key,
+)
 from .shipped import base_folder, locate
 from .space import KEYS, Space, families, read_space
 
@@ -175,6 +184,26 @@ def apply_family_overrides(raw: dict, overrides: Sequence[str]) -> tuple[dict, l
     return raw, rest, problems
 
 
+def check_space(space: Space, dataset: DatasetSpec, where: str, problems: list[str]) -> None:
+    """Build (and, where it is pruned, trial-prune) every model ``space`` can draw for
+    ``dataset``, by the check of a plan's models (:func:`studies.plan.check_model`), each
+    configuration once; one line per problem, naming the family and the settings that all its
+    failing models share, with how many of the family's models fail so."""
+    cache: dict = {}
+    for family in space.families:
+        specs = space.combinations(family)
+        failing: dict[str, list[ModelSpec]] = {}
+        for spec in specs:
+            if problem := check_model(spec, [dataset], cache):
+                failing.setdefault(problem, []).append(spec)
+        for problem, bad in failing.items():
+            settings = [{**s.kwargs, **{k: getattr(s, k) for k in KEYS[1:] if k not in s.kwargs
+                                        and space.param(family, k) is not None}} for s in bad]
+            shared = [f"{k}={v!r}" for k, v in settings[0].items() if all(s.get(k) == v for s in settings)]
+            problems.append(f"{where}: [search] {' '.join([family, *shared])}: {problem} ({len(bad)} of "
+                            f"{len(specs)} of {family}'s combinations)")
+
+
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> SweepStudy:
     """Read and validate a study file, with ``overrides`` (``KEY=VALUE``) applied first; raise
     :class:`~studies.schema.PlanError` listing every problem, one line each."""
@@ -206,6 +235,8 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> SweepStudy:
         problems.append(f"{where}: a sweep takes one [[datasets]] entry (its objectives name its regions), "
                         f"got {len(datasets)}: {', '.join(d.name for d in datasets)}")
     space = read_space(raw.get("search"), where, problems)
+    if space is not None and len(datasets) == 1:
+        check_space(space, datasets[0], where, problems)
     regions = dataset_info(datasets[0].kind).regions if datasets else ()
     objectives = read_objectives(raw.get("objectives"), where, regions, problems)
     sampler = read_section(SamplerSpec, raw.get("sampler", {}), f"{where}: [sampler]", problems)
