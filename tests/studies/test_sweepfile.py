@@ -117,3 +117,29 @@ def test_each_configuration_is_built_once(tmp_path, monkeypatch):
                                 'prune_ratio = {low = 0.0, high = 0.5, step = 0.25}\n'
                                 'prune_scope = ["local", "global"]'))
     assert len(built) == len(set(built)) == 2, built
+
+
+def test_the_checked_combinations_are_the_models_trials_draw(tmp_path):
+    """Every model a sampler draws is one of the checked combinations, and each combination is
+    drawn (the check walks the same conditional space as Space.suggest)."""
+    import optuna
+
+    study = load_study(_study(tmp_path, 'family = ["lfunet", "unet"]\nbase_width = [8, 16]\n'
+                                        'groups = [2, 8]\nprune_level = [3, 4]\nprune_ratio = [0.0, 0.5]\n'
+                                        'prune_scope = ["local", "global"]'))
+
+    def key(spec):
+        return (spec.name, tuple(sorted(spec.kwargs.items())), spec.prune_ratio, spec.prune_importance,
+                spec.prune_scope)
+
+    checked = {key(s) for f in study.space.families for s in study.space.combinations(f)}
+    # lfunet: 2 widths x 2 groups x 2 levels x (unpruned + 2 scopes); unet: 2 widths x 3
+    assert len(checked) == 2 * 2 * 2 * 3 + 2 * 3
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = set()
+    for _ in range(400):
+        trial = sampler.ask()
+        drawn.add(key(study.space.suggest(trial)))
+        sampler.tell(trial, 0.0)
+    assert drawn == checked
