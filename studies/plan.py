@@ -218,6 +218,44 @@ def check_model(spec: ModelSpec, datasets: list[DatasetSpec], cache: dict | None
     return None
 
 
+def check_devices(loaded, devices: str | None, *, cuda_devices: int | None = None) -> None:
+    """Refuse to start a plan or sweep study (``loaded``: a :class:`Plan` or
+    :class:`~studies.sweepfile.SweepStudy`, already valid) that this machine cannot run as asked,
+    in one line: ``[measure] device = "cuda"`` where torch sees no CUDA device (the line gives
+    the ``--set`` that moves it to the CPU, with ``train.precision=fp32`` where it trains in
+    fp16, which is CUDA only), ``--devices`` with a plan measured on the CPU (its items would
+    run on the CPU), or ``--devices`` beyond the machine's GPUs. Called by ``lfubench bench``
+    and ``lfubench sweep`` before any work; loading alone does not check the machine (a run's
+    plan is read back for reports anywhere).
+
+    ``cuda_devices``: the CUDA devices torch sees (default: ``torch.cuda.device_count()``,
+    0 where CUDA is not available)."""
+    import torch
+
+    if cuda_devices is None:
+        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    where, device = loaded.path, loaded.measure.device
+    if device == "cuda" and not cuda_devices:
+        moves = ["measure.device=cpu"]
+        if loaded.train.precision == "fp16":  # refused on the CPU when the plan is read
+            moves.append("train.precision=fp32")
+        built = f"with CUDA {torch.version.cuda}" if torch.version.cuda else "without CUDA"
+        raise PlanError(f"{where}: [measure] device is 'cuda', but torch sees no CUDA device here (torch "
+                        f"{torch.__version__}, built {built}); to run it on the CPU: "
+                        + " ".join(f"--set {m}" for m in moves))
+    if not devices:
+        return
+    if device != "cuda":
+        raise PlanError(f"{where}: --devices {devices} names GPUs, but [measure] device is {device!r}: the "
+                        "items would run on the CPU; add --set measure.device=cuda, or leave out --devices "
+                        "(--workers N for several CPU workers)")
+    beyond = [d.strip() for d in devices.split(",") if d.strip().partition(":")[2].isdigit()
+              and int(d.strip().partition(":")[2]) >= cuda_devices]
+    if beyond:
+        raise PlanError(f"{where}: --devices {devices}: this machine has {cuda_devices} CUDA device(s) "
+                        f"(cuda:0 to cuda:{cuda_devices - 1}); {', '.join(beyond)} is not one")
+
+
 def read_toml(path: Path, what: str) -> dict:
     """The table of a TOML file; a missing or malformed file raises :class:`PlanError` naming it."""
     if not path.is_file():

@@ -172,3 +172,75 @@ def test_effective_plan_of_a_real_dataset_round_trips(tmp_path):
     again = tmp_path / "effective.toml"
     again.write_text(tomli_w.dumps(effective))
     assert load_plan(again).to_dict() == effective
+
+
+# --- the device a plan needs ------------------------------------------------------------------
+
+CUDA_PLAN = GOOD.replace('device = "cpu"', 'device = "cuda"')
+
+
+def test_a_cuda_plan_on_a_machine_without_cuda_is_refused_with_the_set_that_moves_it(tmp_path):
+    from lfubench.studies.plan import check_devices
+
+    path = _write(tmp_path, CUDA_PLAN.replace("batch_size = 8", 'batch_size = 8\nprecision = "fp16"'))
+    plan = load_plan(path)
+    with pytest.raises(PlanError) as info:
+        check_devices(plan, None, cuda_devices=0)
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith(f"{path}: [measure] device is 'cuda', but torch sees no CUDA device here")
+    assert text.endswith("to run it on the CPU: --set measure.device=cpu --set train.precision=fp32")
+    moved = load_plan(path, overrides=["measure.device=cpu", "train.precision=fp32"])  # the advice works
+    check_devices(moved, None, cuda_devices=0)
+    check_devices(plan, None, cuda_devices=1)
+    check_devices(plan, "cuda:0,cuda:1", cuda_devices=2)
+
+
+def test_bf16_training_moves_to_the_cpu_without_a_precision_change(tmp_path):
+    from lfubench.studies.plan import check_devices
+
+    path = _write(tmp_path, CUDA_PLAN.replace("batch_size = 8", 'batch_size = 8\nprecision = "bf16"'))
+    plan = load_plan(path)
+    with pytest.raises(PlanError, match=r"on the CPU: --set measure\.device=cpu$"):
+        check_devices(plan, None, cuda_devices=0)
+
+
+def test_devices_with_a_cpu_plan_or_beyond_the_machine_are_refused(tmp_path):
+    from lfubench.studies.plan import check_devices
+
+    path = _write(tmp_path, GOOD)
+    plan = load_plan(path)
+    check_devices(plan, None, cuda_devices=0)
+    with pytest.raises(PlanError) as info:
+        check_devices(plan, "cuda:0", cuda_devices=1)
+    assert str(info.value) == (f"{path}: --devices cuda:0 names GPUs, but [measure] device is 'cpu': the "
+                               "items would run on the CPU; add --set measure.device=cuda, or leave out "
+                               "--devices (--workers N for several CPU workers)")
+    cuda = load_plan(_write(tmp_path, CUDA_PLAN))
+    with pytest.raises(PlanError, match=r"--devices cuda:0,cuda:2: this machine has 2 CUDA device\(s\) "
+                                        r"\(cuda:0 to cuda:1\); cuda:2 is not one"):
+        check_devices(cuda, "cuda:0,cuda:2", cuda_devices=2)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a machine without CUDA")
+@pytest.mark.parametrize("command", ["bench", "sweep"])
+def test_cli_refuses_a_cuda_plan_here_before_any_work(tmp_path, command, capsys):
+    """On this machine (no CUDA) the refusal comes before the run folder is made."""
+    from lfubench.cli import main
+
+    if command == "bench":
+        path = _write(tmp_path, CUDA_PLAN)
+    else:
+        from lfubench.studies.shipped import locate
+
+        smoke, _ = locate("smoke", "study")
+        path = tmp_path / "smoke.toml"
+        path.write_text(smoke.read_text().replace('device = "cpu"', 'device = "cuda"'))
+    out = tmp_path / "run"
+    assert main([command, str(path), "--out", str(out), "--no-progress"]) == 2
+    text = capsys.readouterr().err
+    err = [line for line in text.splitlines() if line.startswith(f"lfubench {command}: error: ")]
+    assert len(err) == 1 and "Traceback" not in text, text
+    assert "[measure] device is 'cuda', but torch sees no CUDA device here" in err[0]
+    assert err[0].endswith("--set measure.device=cpu")
+    assert not out.exists()
