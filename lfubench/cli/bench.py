@@ -127,7 +127,7 @@ def _work(args, plan, out: Path, engine, items: dict, done_before: int) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from lfubench.studies.engine import Engine, EngineConfig
-    from lfubench.studies.plan import load_plan
+    from lfubench.studies.plan import check_devices, load_plan
 
     if args.worker_tag:
         tagged = logging.Formatter(f"[{args.worker_tag}] %(levelname)s %(name)s: %(message)s")
@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             handler.setFormatter(tagged)
     devices = _devices(args.devices, args.workers)
     plan = load_plan(args.plan, overrides=args.set)
+    check_devices(plan, args.devices)  # a plan this machine cannot run stops here, in one line
     out = Path(args.out or Path("runs") / plan.name)
     out.mkdir(parents=True, exist_ok=True)
     write_effective_plan(plan, out)

@@ -94,6 +94,7 @@ def _paths(args, study) -> tuple[Path, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lfubench.studies.plan import check_devices
     from lfubench.studies.sweepfile import load_study
 
     mode, path = _target(args)
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     study = load_study(path, overrides=args.set)
     if mode == "show":
         return show(args, study)
+    check_devices(study, args.devices)  # a study this machine cannot run stops here, in one line
     return run_sweep(args, study)
 
 
