@@ -30,18 +30,22 @@ SCORES = (
 PARAMS = "parameters of the model as evaluated (at its pruning level)"
 
 
+#: the sentence for each empty-mask rule of :mod:`bench.metrics`
+EMPTY_RULES = {
+    "brats": ("empty masks: both empty -> Dice 1, HD95 0; one empty -> Dice 0, HD95 "
+              f"{BRATS_MAX_DISTANCE_MM:.2f} mm (the BraTS challenge's rule)"),
+    "diagonal": ("empty masks: both empty -> Dice 1, HD95 0; one empty -> Dice 0, HD95 = the diagonal "
+                 "of the case's own volume in mm"),
+    "nan": ("empty masks: Dice and HD95 NaN where undefined, counted in the 'nan' columns, left out "
+            "of means"),
+}
+
+
 def empty_rule(rule: str) -> str:
     """The sentence for an empty-mask rule of :mod:`bench.metrics` (``brats``, ``diagonal``, ``nan``)."""
-    if rule == "brats":
-        return ("empty masks: both empty -> Dice 1, HD95 0; one empty -> Dice 0, HD95 "
-                f"{BRATS_MAX_DISTANCE_MM:.2f} mm (the BraTS challenge's rule)")
-    if rule == "diagonal":
-        return ("empty masks: both empty -> Dice 1, HD95 0; one empty -> Dice 0, HD95 = the diagonal "
-                "of the case's own volume in mm")
-    if rule == "nan":
-        return ("empty masks: Dice and HD95 NaN where undefined, counted in the 'nan' columns, left out "
-                "of means")
-    raise ValueError(f"unknown empty-mask rule {rule!r}; choose one of {', '.join(EMPTY_CONVENTIONS)}")
+    if rule not in EMPTY_RULES:
+        raise ValueError(f"unknown empty-mask rule {rule!r}; choose one of {', '.join(EMPTY_CONVENTIONS)}")
+    return EMPTY_RULES[rule]
 
 
 def latency(device: str, batch: int, precision: str, input_shape: str, threads: int | None,

@@ -1,15 +1,16 @@
 """Evaluation: predict every slice of each test volume, put the prediction back on the case's
 original voxel grid, and score it in 3D, in mm, against the original label file.
 
-- LiTS: the softmax probabilities of each slice are resized bilinearly from the network size
-  back to the original in-plane size before the arg-max; classes liver (label >= 1) and tumor
-  (label 2).
-- BraTS: the arg-max of each cropped slice is pasted back at the crop offset; voxels outside
-  the crop are background. Regions WT, TC, ET (internal labels 1 necrotic/non-enhancing core,
-  2 edema, 3 enhancing).
+- Back onto the grid by the dataset's :meth:`~bench.datasets.Dataset.restore_slices` (LiTS: the
+  softmax probabilities of each slice are resized bilinearly from the network size back to the
+  original in-plane size before the arg-max; BraTS: the arg-max of each cropped slice is pasted
+  back at the crop offset, voxels outside the crop are background).
+- Scored as the dataset's regions (:attr:`~bench.datasets.Dataset.region_set`: LiTS liver
+  (label >= 1) and tumor (label 2); BraTS WT, TC, ET from internal labels 1 necrotic/non-enhancing
+  core, 2 edema, 3 enhancing).
 - Metrics: ``bench.metrics`` (medpy's definitions), voxel spacing of the original header,
   surfaces with connectivity 1, the empty-mask rule of the caller, by default the dataset's
-  (:data:`bench.datasets.DATASETS`: LiTS ``diagonal``: one mask empty -> Dice 0, HD95 = the
+  (:attr:`bench.datasets.Dataset.empty`: LiTS ``diagonal``: one mask empty -> Dice 0, HD95 = the
   diagonal of the case's volume in mm; BraTS ``brats``: one mask empty -> Dice 0, HD95
   373.13 mm; both rules: both empty -> Dice 1, HD95 0).
 
@@ -40,13 +41,10 @@ from torch import nn
 
 from .data import SliceCache, find_cases, read_label
 from .data.parallel import progress_bar
-from .datasets import DATASETS
+from .datasets import get_dataset
 from .errors import OptionError
 from .latency import PRECISIONS
 from .metrics import MetricsAccumulator
-
-#: slices resized to the original in-plane size at once (LiTS): bounds the full-size probabilities
-RESIZE_CHUNK = 8
 
 
 def _autocast(device: torch.device, precision: str):
@@ -71,31 +69,20 @@ def batch_probabilities(model: nn.Module, x: np.ndarray, device: str | torch.dev
     return logits.float().softmax(1).cpu()
 
 
-def restore_slices(probs: torch.Tensor, dataset: str, info: dict, out: np.ndarray, start: int) -> None:
-    """Write the labels of slices ``start .. start + len(probs)`` of a case into ``out``.
+def restore_slices(probs: torch.Tensor, kind: str, info: dict, out: np.ndarray, start: int) -> None:
+    """Write the labels of slices ``start .. start + len(probs)`` of a case into ``out``, by the rule
+    of dataset ``kind`` (:meth:`bench.datasets.Dataset.restore_slices`).
 
     Args:
         probs: softmax probabilities ``(B, classes, S, S)`` of consecutive slices.
-        dataset: ``"lits"`` (resize bilinearly to the original in-plane size, then arg-max) or
-            ``"brats"`` (arg-max, then paste at the crop offset, clipped to the grid).
+        kind: the dataset's kind: ``"lits"`` (resize bilinearly to the original in-plane size, then
+            arg-max) or ``"brats"`` (arg-max, then paste at the crop offset, clipped to the grid).
         info: the case's cache entry (``orig_shape``, and ``crop_offset`` for BraTS).
-        out: the case's label volume ``(Z, Y, X)`` ``uint8`` on the original grid; for BraTS it
-            must be zero outside the crop (as :func:`new_label_volume` makes it).
+        out: the case's label volume ``(Z, Y, X)`` ``uint8`` on the original grid; it must be zero
+            where nothing is written (as :func:`new_label_volume` makes it).
         start: the index of the first slice of ``probs`` in the case.
     """
-    _, ny, nx = info["orig_shape"]
-    if dataset == "lits":
-        for s in range(0, len(probs), RESIZE_CHUNK):  # full-size probabilities of a few slices at a time
-            full = nn.functional.interpolate(probs[s:s + RESIZE_CHUNK], size=(ny, nx), mode="bilinear",
-                                             align_corners=False)
-            out[start + s:start + s + len(full)] = full.argmax(1).numpy()
-        return
-    pred = probs.argmax(1).numpy().astype(np.uint8)
-    size = pred.shape[-1]
-    y0, x0 = info["crop_offset"]
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + size, ny), min(x0 + size, nx)
-    out[start:start + len(pred), ys:ye, xs:xe] = pred[:, ys - y0:ye - y0, xs - x0:xe - x0]
+    get_dataset(kind).restore_slices(probs, info, out, start)
 
 
 def new_label_volume(info: dict) -> np.ndarray:
@@ -103,12 +90,12 @@ def new_label_volume(info: dict) -> np.ndarray:
     return np.zeros(tuple(info["orig_shape"]), dtype=np.uint8)
 
 
-def restore_geometry(probs: torch.Tensor, dataset: str, info: dict) -> np.ndarray:
+def restore_geometry(probs: torch.Tensor, kind: str, info: dict) -> np.ndarray:
     """The label map ``(Z, Y, X)`` (uint8) on the original grid described by the case's cache
     ``info`` (``orig_shape``, and ``crop_offset`` for BraTS), from the probabilities ``probs``
     ``(Z, classes, S, S)`` of all its slices (:func:`restore_slices` on the whole case)."""
     out = new_label_volume(info)
-    restore_slices(probs, dataset, info, out, 0)
+    restore_slices(probs, kind, info, out, 0)
     return out
 
 
@@ -120,7 +107,7 @@ def predict_labels(model: nn.Module, cache: SliceCache, case_id: str, *, batch_s
     Slices are read from the cache, predicted and restored one batch of ``batch_size`` at a time;
     only the label volume grows with the case. Settings as in :func:`evaluate_cases`.
     """
-    dataset = cache.meta["config"]["dataset"]
+    dataset = get_dataset(cache.kind)
     info = cache.cases[case_id]
     indices = cache.case_indices(case_id)
     out = new_label_volume(info)
@@ -129,7 +116,7 @@ def predict_labels(model: nn.Module, cache: SliceCache, case_id: str, *, batch_s
         x, _ = cache.read_batch(indices[start:start + batch_size])
         probs = batch_probabilities(model, x, device, channels_last, precision)
         del x
-        restore_slices(probs, dataset, info, out, start)
+        dataset.restore_slices(probs, info, out, start)
     return out
 
 
@@ -149,7 +136,7 @@ def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, 
         case_ids: the cases, scored and reported in this order.
         metrics: names from :data:`bench.metrics.ALL_METRICS`. Default ``("dice", "hd95")``.
         empty: an empty-mask convention of :mod:`bench.metrics` (``"brats"``, ``"diagonal"``,
-            ``"nan"``); ``None`` (default) takes the dataset's rule from :data:`bench.datasets.DATASETS`.
+            ``"nan"``); ``None`` (default) takes the dataset's rule (:attr:`bench.datasets.Dataset.empty`).
         batch_size: slices predicted at once. Default 16.
         device: where the model runs. Default ``"cpu"``.
         channels_last: give the model channels-last inputs. Default True.
@@ -160,17 +147,15 @@ def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, 
     """
     if precision not in PRECISIONS:
         raise OptionError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    dataset = cache.meta["config"]["dataset"]
-    root = cache.meta["root"]
-    cases = {c.case_id: c for c in find_cases(dataset, root)[0]}
-    facts = DATASETS[dataset]
-    acc = MetricsAccumulator(metrics, regions=facts.region_set, empty=facts.empty if empty is None else empty,
-                             scheme=facts.label_scheme)
+    dataset = get_dataset(cache.kind)
+    cases = {c.case_id: c for c in find_cases(dataset.kind, cache.meta["root"])[0]}
+    acc = MetricsAccumulator(metrics, regions=dataset.region_set,
+                             empty=dataset.empty if empty is None else empty, scheme=dataset.label_scheme)
 
     def score(cid: str, pred: np.ndarray) -> None:
         acc(pred, read_label(cases[cid]), case=cid, spacing=tuple(cache.cases[cid]["spacing"]))
 
-    bar = progress_bar(len(case_ids), f"evaluate {dataset}", progress, leave=False)
+    bar = progress_bar(len(case_ids), f"evaluate {dataset.kind}", progress, leave=False)
     pending: Future | None = None
     with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfubench-metrics") as worker:
         for cid in case_ids:
@@ -203,7 +188,6 @@ def overlay_slices(model: nn.Module, cache: SliceCache, case_ids: list[str], *,
     (K, S, S float32), ``label`` and ``pred`` (K, S, S uint8 class indices) and ``classes``
     (the names of the class indices).
     """
-    dataset = cache.meta["config"]["dataset"]
     cases, slices, images, labels, preds = [], [], [], [], []
     model.eval()
     for cid in case_ids:
@@ -219,4 +203,4 @@ def overlay_slices(model: nn.Module, cache: SliceCache, case_ids: list[str], *,
         preds.append(probs.argmax(1).numpy().astype(np.uint8))
     return {"case": np.array(cases, dtype=str), "slice": np.array(slices, dtype=np.int64),
             "image": np.concatenate(images), "label": np.concatenate(labels), "pred": np.concatenate(preds),
-            "classes": np.array(DATASETS[dataset].labels, dtype=str)}
+            "classes": np.array(get_dataset(cache.kind).labels, dtype=str)}

@@ -27,8 +27,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lfubench.bench.data import DEFAULT_SHAPE
-from lfubench.bench.datasets import KINDS, dataset_info
+from lfubench.bench.datasets import KINDS, PHANTOM_PREFIX, dataset_info
 from lfubench.bench.errors import LfubenchError
 from lfubench.bench.latency import PRECISIONS, Timing
 from lfubench.bench.metrics import EMPTY_CONVENTIONS
@@ -107,7 +106,7 @@ class DatasetSpec:
             if self.empty is None:
                 self.empty = info.empty
             if self.phantom and self.shape is None:
-                self.shape = list(DEFAULT_SHAPE[info.name])
+                self.shape = list(info.phantom_shape)
 
     @property
     def dataset(self) -> str:
@@ -116,7 +115,7 @@ class DatasetSpec:
 
     @property
     def phantom(self) -> bool:
-        return self.kind.startswith("phantom")
+        return self.kind.startswith(PHANTOM_PREFIX)
 
 
 @dataclass

@@ -1,15 +1,17 @@
 """The preprocessed slice cache: built once per (dataset, preprocessing config), memory-mapped to read.
 
-Format (one folder ``<out>/<dataset>-s<size>-<key>/``, ``key`` a hash of the config, the resolved
+Format (one folder ``<out>/<kind>-s<size>-<key>/``, ``key`` a hash of the config, the resolved
 dataset root, and every input file's name, size and mtime, plus :data:`CACHE_VERSION`):
 
-- ``images.npy``: ``float16`` ``(N, C, S, S)``, all N axial slices of all cases, case after case
-  (LiTS C = 1: windowed CT in [0, 1]; BraTS C = 4: z-scored flair, t1, t1ce, t2);
+- ``images.npy``: ``float16`` ``(N, C, S, S)``, all N axial slices of all cases, case after case,
+  one channel per image file of a case (LiTS C = 1: windowed CT in [0, 1]; BraTS C = 4: z-scored
+  flair, t1, t1ce, t2);
 - ``labels.npy``: ``uint8`` ``(N, S, S)``, internal labels (``bench.data.labels``);
 - ``slices.npy``: ``int32`` ``(N, 4)``: case index, slice index z, has foreground, has content
   (body / brain);
-- ``meta.json``: version, config, dataset root, per case id / group / first slice / slice count /
-  original shape / spacing / in-plane spacing after resize / crop offset; ``"complete": true``;
+- ``meta.json``: version, config (the dataset's kind as ``dataset``), dataset root, per case id /
+  group / first slice / slice count / the dataset's geometry ``info`` (original shape, spacing,
+  in-plane spacing after preprocessing, BraTS crop offset); ``"complete": true``;
 - ``splits-s<seed>-t<test>-f<folds>.json`` (:func:`bench.data.splits.write_splits`): case-level
   splits, one file per split setting.
 
@@ -39,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets import get_dataset
 from ..errors import LfubenchError
 from .layouts import Case, find_cases
 from .nifti import DataError, ReadFailure, canonical_shape, load_image, read_dtype
@@ -53,7 +56,7 @@ ARRAYS = ("images.npy", "labels.npy", "slices.npy")
 
 
 def cache_name(cases: list[Case], root: Path, config: PreprocessConfig) -> str:
-    """The cache folder name: ``<dataset>-s<size>-<12 hex digits of the key>``."""
+    """The cache folder name: ``<kind>-s<size>-<12 hex digits of the key>``."""
     files = []
     for case in cases:
         for _, path in case.files():
@@ -62,18 +65,18 @@ def cache_name(cases: list[Case], root: Path, config: PreprocessConfig) -> str:
                           st.st_mtime_ns if st else -1])
     key = {"version": CACHE_VERSION, "config": config.to_dict(), "root": str(root), "files": files}
     blob = json.dumps(key, sort_keys=True)
-    return f"{config.dataset}-s{config.size}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    return f"{config.kind}-s{config.size}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
-def prepare_cache(dataset: str, root: Path | str, out: Path | str, config: PreprocessConfig | None = None,
+def prepare_cache(kind: str, root: Path | str, out: Path | str, config: PreprocessConfig | None = None,
                   *, force: bool = False, progress: bool = False, jobs: int | None = 1) -> Path:
-    """Build (or find) the cache of ``dataset`` under ``root`` and return its folder.
+    """Build (or find) the cache of dataset ``kind`` under ``root`` and return its folder.
 
     Args:
-        dataset: ``"lits"`` or ``"brats"``.
+        kind: the dataset's kind (``"lits"``, ``"brats"``).
         root: the dataset folder (only read).
         out: the folder holding caches; must not be inside ``root``.
-        config: preprocessing; default ``PreprocessConfig(dataset)``.
+        config: preprocessing; default ``PreprocessConfig(kind)``.
         force: rebuild even when a complete cache exists.
         progress: show a progress bar over cases (in a terminal only).
         jobs: worker processes, one case each (default 1: in this process); ``None``: the
@@ -87,10 +90,10 @@ def prepare_cache(dataset: str, root: Path | str, out: Path | str, config: Prepr
     if out == root or root in out.parents:
         raise LfubenchError(f"cache folder {out} is inside the dataset folder {root}; choose another --out "
                             "(nothing is written into a dataset folder)")
-    config = config or PreprocessConfig(dataset)
-    if config.dataset != dataset:
-        raise ValueError(f"config is for {config.dataset!r}, not {dataset!r}")
-    cases, problems = find_cases(dataset, root)
+    config = config or PreprocessConfig(kind)
+    if config.kind != kind:
+        raise ValueError(f"config is for {config.kind!r}, not {kind!r}")
+    cases, problems = find_cases(kind, root)
     if problems:
         raise DataError(str(problems[0]), problems)
     final = out / cache_name(cases, root, config)
@@ -187,7 +190,7 @@ def _prepare_case(task: _Task) -> tuple[dict, np.ndarray, np.ndarray]:
 def _write(tmp: Path, root: Path, cases: list[Case], counts: list[int], config: PreprocessConfig,
            progress: bool, jobs: int = 1) -> None:
     total, size = sum(counts), config.size
-    channels = 1 if config.dataset == "lits" else 4
+    channels = len(get_dataset(config.kind).channels)
     for name, dtype, shape in (("images.npy", np.float16, (total, channels, size, size)),
                                ("labels.npy", np.uint8, (total, size, size))):
         created = np.lib.format.open_memmap(tmp / name, mode="w+", dtype=dtype, shape=shape)
@@ -195,7 +198,7 @@ def _write(tmp: Path, root: Path, cases: list[Case], counts: list[int], config: 
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
     tasks = [_Task(case, int(start), count, config, tmp)
              for case, start, count in zip(cases, starts, counts, strict=True)]
-    desc = f"prepare {config.dataset}" + (f" ({jobs} jobs)" if jobs > 1 else "")
+    desc = f"prepare {config.kind}" + (f" ({jobs} jobs)" if jobs > 1 else "")
     with progress_bar(len(cases), desc, progress) as bar:
         results = map_cases(_prepare_case, tasks, jobs, bar)
     table = np.zeros((total, 4), dtype=np.int32)
@@ -314,6 +317,11 @@ class SliceCache:
         """Pickled by its path: a worker process re-opens the memory maps instead of receiving a
         copy of the arrays (DataLoader workers started by ``spawn`` or ``forkserver``)."""
         return (type(self), (self.path,))
+
+    @property
+    def kind(self) -> str:
+        """The dataset's kind (``meta.json`` holds it as ``config.dataset``)."""
+        return self.meta["config"]["dataset"]
 
     @property
     def case_ids(self) -> list[str]:

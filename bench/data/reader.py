@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
-from .labels import FILE_LABELS
+from ..datasets import get_dataset
 from .layouts import Case, Problem
 from .nifti import (
     DataError,
@@ -41,19 +41,20 @@ class CaseData:
 
     Attributes:
         case_id: the case name.
-        dataset: ``"lits"`` or ``"brats"``.
-        image: array ``(C, Z, Y, X)``; LiTS C = 1 (CT in HU), BraTS C = 4 (flair, t1, t1ce, t2);
+        kind: the dataset's kind (``"lits"``, ``"brats"``).
+        image: array ``(C, Z, Y, X)``, one channel per image file (LiTS C = 1, CT in HU; BraTS C = 4,
+            flair, t1, t1ce, t2);
             in the files' stored dtype when unscaled and at most 4 bytes (``int16`` CT stays
             ``int16``), else ``float32`` (:func:`bench.data.nifti.read_dtype`); several channels
             share their common dtype.
-        label: ``uint8`` array ``(Z, Y, X)`` in the internal convention (see ``bench.data.labels``).
+        label: ``uint8`` array ``(Z, Y, X)`` in the internal labels (see ``bench.data.labels``).
         spacing: voxel size in mm, ``(z, y, x)``.
         channels: channel names, in order.
         group: ``"HGG"``/``"LGG"`` for BraTS 2018, else ``None``.
     """
 
     case_id: str
-    dataset: str
+    kind: str
     image: np.ndarray
     label: np.ndarray
     spacing: tuple[float, float, float]
@@ -77,6 +78,8 @@ def inspect_case(case: Case) -> tuple[CaseData | None, list[Problem]]:
     spacing = None
     stack = None  # the (C, Z, Y, X) image, read into channel by channel
     channel = {name: c for c, name in enumerate(case.images)}
+    dataset = get_dataset(case.kind)
+    labels = dataset.layout(case.layout).file_labels
     for role, path in case.files():
         name = case.rel(path)
 
@@ -84,8 +87,7 @@ def inspect_case(case: Case) -> tuple[CaseData | None, list[Problem]]:
             problems.append(Problem(case.case_id, name, message))
 
         if not path.is_file():
-            what = "label" if role == "label" else "image" if case.dataset == "lits" else f"modality {role}"
-            report(f"missing file ({what})")
+            report(f"missing file ({dataset.role_name(role)})")
             continue
         try:
             img = load_image(path)
@@ -93,7 +95,7 @@ def inspect_case(case: Case) -> tuple[CaseData | None, list[Problem]]:
                 shape = spatial_shape(img)
                 raise ReadFailure(f"{len(shape)}D image (shape {fmt_shape(shape)}), expected 3D")
             if role == "label":
-                data, message = _read_label(img, case.label_convention)
+                data, message = _read_label(img, labels)
             else:
                 if stack is None:
                     stack = np.empty((len(case.images), *canonical_shape(img)), dtype=_common_dtype(case))
@@ -115,7 +117,7 @@ def inspect_case(case: Case) -> tuple[CaseData | None, list[Problem]]:
         arrays[role] = data
     if problems:
         return None, problems
-    return CaseData(case.case_id, case.dataset, stack, arrays["label"], spacing, tuple(case.images),
+    return CaseData(case.case_id, case.kind, stack, arrays["label"], spacing, tuple(case.images),
                     case.group), []
 
 
@@ -132,10 +134,11 @@ def read_label(case: Case) -> np.ndarray:
     canonical order, read, checked and mapped slab by slab (for scoring against the original grid).
 
     Raises:
-        DataError: the file cannot be read or holds values outside the case's convention.
+        DataError: the file cannot be read or holds values outside the case's layout's.
     """
     try:
-        label, message = _read_label(load_image(case.label), case.label_convention)
+        labels = get_dataset(case.kind).layout(case.layout).file_labels
+        label, message = _read_label(load_image(case.label), labels)
     except ReadFailure as err:
         label, message = None, str(err)
     if message:
@@ -199,10 +202,10 @@ def _read_image(img, out: np.ndarray | None = None) -> tuple[np.ndarray, str | N
     return out, None
 
 
-def _read_label(img, convention: str) -> tuple[np.ndarray, str | None]:
+def _read_label(img, allowed: dict[int, int]) -> tuple[np.ndarray, str | None]:
     """The canonical label map in internal ``uint8`` labels and what is wrong with the file's values
-    (non-integers, values outside ``convention``), checked and mapped slab by slab."""
-    allowed = FILE_LABELS[convention]
+    (non-integers, values not in ``allowed``: file value -> internal label), checked and mapped slab
+    by slab."""
     lut = np.zeros(256, dtype=np.uint8)
     for raw, internal in allowed.items():
         lut[raw] = internal

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..datasets import dataset_info
+from ..datasets import get_dataset
 from .cache import SliceCache
 
 #: how many times per epoch a slice showing the dataset's last class is drawn
@@ -29,7 +29,7 @@ _CHUNK = 256
 
 def lesion_slices(cache: SliceCache, indices: np.ndarray) -> np.ndarray:
     """The slices among ``indices`` that show the dataset's last class (LiTS tumor, BraTS ET)."""
-    lesion = dataset_info(cache.meta["config"]["dataset"]).num_classes - 1
+    lesion = get_dataset(cache.kind).num_classes - 1
     hit = np.zeros(len(indices), dtype=bool)
     for k in range(0, len(indices), _CHUNK):
         part = np.asarray(cache.labels[indices[k:k + _CHUNK]])

@@ -14,12 +14,12 @@ from .reader import inspect_case
 log = logging.getLogger(__name__)
 
 
-def verify_dataset(dataset: str, root: Path | str, progress: bool = False,
+def verify_dataset(kind: str, root: Path | str, progress: bool = False,
                    jobs: int | None = 1) -> tuple[list[Case], list[Problem]]:
-    """Check every case of ``dataset`` under ``root``; never writes anything.
+    """Check every case of dataset ``kind`` under ``root``; never writes anything.
 
     Args:
-        dataset: ``"lits"`` or ``"brats"``.
+        kind: the dataset's kind (``"lits"``, ``"brats"``).
         root: the dataset folder.
         progress: show a per-case progress bar (in a terminal only).
         jobs: worker processes, one case each (default 1: in this process); ``None``: the
@@ -30,10 +30,10 @@ def verify_dataset(dataset: str, root: Path | str, progress: bool = False,
         the cases found and every problem (dataset-level first, then per case in case order).
         An empty problem list means every case reads cleanly through :func:`~bench.data.read_case`.
     """
-    cases, problems = find_cases(dataset, root)
+    cases, problems = find_cases(kind, root)
     per_case = max((_memory(case) for case in cases), default=0) if jobs is None else 0
     jobs = resolve_jobs(jobs, max(1, len(cases)), per_case)
-    desc = f"verify {dataset}" + (f" ({jobs} jobs)" if jobs > 1 else "")
+    desc = f"verify {kind}" + (f" ({jobs} jobs)" if jobs > 1 else "")
     with progress_bar(len(cases), desc, progress, leave=False) as bar:
         found = map_cases(_problems, cases, jobs, bar)
     for case, case_problems in zip(cases, found, strict=True):

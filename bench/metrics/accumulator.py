@@ -28,7 +28,7 @@ from lfubench.bench.metrics.binary import (
     check_metrics,
     overlap_from_counts,
 )
-from lfubench.bench.metrics.regions import iter_regions
+from lfubench.bench.metrics.regions import REGION_SETS, iter_regions
 
 __all__ = ["MetricsAccumulator"]
 
@@ -72,7 +72,7 @@ class MetricsAccumulator:
         scheme: str = "auto",
     ) -> None:
         self.metrics = check_metrics(metrics)
-        if regions not in (None, "lits", "brats"):
+        if regions is not None and regions not in REGION_SETS:
             raise MetricInputError(f"unknown region set {regions!r}; choose None, 'lits' or 'brats'")
         self.regions = regions
         self.spacing = spacing

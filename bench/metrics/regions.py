@@ -120,6 +120,13 @@ def _brats_masks(labels, scheme: str):
         yield region, np.isin(arr, labs)
 
 
+#: region set -> its masks, one region at a time, from ``(labels, scheme)``
+REGION_SETS = {
+    "lits": lambda labels, scheme: _lits_masks(labels),
+    "brats": _brats_masks,
+}
+
+
 def split_labels(labels, regions: str, *, scheme: str = "auto") -> dict[str, np.ndarray]:
     """Masks for a region set: ``"lits"`` (:func:`lits_classes`) or ``"brats"`` (:func:`brats_regions`)."""
     return dict(iter_regions(labels, regions, scheme=scheme))
@@ -129,8 +136,6 @@ def iter_regions(labels, regions: str, *, scheme: str = "auto"):
     """The masks of :func:`split_labels` one region at a time, ``(name, mask)``: for large volumes,
     where holding every region's mask at once would multiply the memory. The labels are checked
     before the first mask is made."""
-    if regions == "lits":
-        return _lits_masks(labels)
-    if regions == "brats":
-        return _brats_masks(labels, scheme)
-    raise MetricInputError(f"unknown region set {regions!r}; choose 'lits' or 'brats'")
+    if regions not in REGION_SETS:
+        raise MetricInputError(f"unknown region set {regions!r}; choose 'lits' or 'brats'")
+    return REGION_SETS[regions](labels, scheme)

@@ -16,6 +16,16 @@ from .args import parse_shape
 log = logging.getLogger(__name__)
 
 
+def _per_dataset(what) -> str:
+    """``"lits: ...; brats: ..."``, one entry per dataset, from ``what(dataset)``."""
+    return "; ".join(f"{kind}: {what(dataset)}" for kind, dataset in DATASETS.items())
+
+
+def _layouts(dataset) -> str:
+    names = [f"{layout.name} ({layout.about})" for layout in dataset.layouts]
+    names[0] = names[0].replace(" (", " (default, ", 1)
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="write phantoms, verify a dataset folder, prepare the slice cache",
@@ -23,19 +33,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     ph = data_sub.add_parser("phantom", help="write a synthetic data set in the real layout",
-                             description="Write synthetic CT-abdomen (lits) or brain-MRI (brats) cases "
-                             "as NIfTI files in the official layout, deterministic for a seed.")
+                             description="Write synthetic cases ("
+                             + ", ".join(f"{d.phantom_about} ({k})" for k, d in DATASETS.items())
+                             + ") as NIfTI files in the official layout, deterministic for a seed.")
     ph.add_argument("dataset", choices=DATASETS)
     ph.add_argument("out", type=Path, help="the dataset folder to create")
     ph.add_argument("--cases", type=int, required=True, help="number of cases")
     ph.add_argument("--shape", default=None,
                     help="XxYxZ voxels per case (default 128x128x48; in-plane first, slices last)")
     ph.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    ph.add_argument("--layout", default=None,
-                    help="lits: lits (default, Training Batch 1/2) or msd (Task03_Liver); "
-                    "brats: brats2018 (default, HGG/LGG), brats2020 or brats2023")
+    ph.add_argument("--layout", default=None, help=_per_dataset(_layouts))
+    plain = [layout.name for d in DATASETS.values() for layout in d.layouts if not layout.gzip]
     ph.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=None,
-                    help="write .nii.gz (default: as the real layout: .nii for LiTS and BraTS 2020)")
+                    help=f"write .nii.gz (default: as the real layout: .nii for {', '.join(plain)})")
     ph.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty folder")
     _add_jobs(ph)
     ph.set_defaults(func=run_phantom)
@@ -60,9 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("root", type=Path, help="the dataset folder (only read)")
     pr.add_argument("--out", type=Path, default=Path("runs/cache"), help="cache folder (default runs/cache)")
     pr.add_argument("--size", type=int, default=None,
-                    help="in-plane size, multiple of 16 (default: lits 256 resize, brats 192 crop; "
-                    "phantoms: 128)")
-    pr.add_argument("--context", type=int, default=3, help="lits: adjacent slices as channels (default 3)")
+                    help="in-plane size, multiple of 16 (default: "
+                    + ", ".join(f"{k} {d.default_size}" for k, d in DATASETS.items()) + "; phantoms: 128)")
+    stacked = [k for k, d in DATASETS.items() if d.slice_context]
+    pr.add_argument("--context", type=int, default=3,
+                    help=f"{', '.join(stacked)}: adjacent slices as channels (default 3)")
     pr.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     pr.add_argument("--test-fraction", type=float, default=0.2, help="share of cases held out (default 0.2)")
     pr.add_argument("--folds", type=int, default=5, help="cross-validation folds over the rest (default 5)")

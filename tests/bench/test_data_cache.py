@@ -25,8 +25,9 @@ from lfubench.bench.data import (
     write_phantom,
     write_splits,
 )
-from lfubench.bench.data.preprocess import crop_or_pad, window
 from lfubench.bench.data.selection import lesion_slices
+from lfubench.bench.datasets.brats import crop_or_pad
+from lfubench.bench.datasets.lits import window
 from lfubench.bench.errors import LfubenchError
 
 SHAPE = (64, 64, 16)

@@ -10,8 +10,9 @@ import pytest
 
 from lfubench.bench.data import find_cases, read_case, write_phantom
 from lfubench.bench.data.labels import map_labels
-from lfubench.bench.data.phantom import brats_case, brats_group, lits_case
 from lfubench.bench.datasets import DATASETS
+from lfubench.bench.datasets.brats import brats_case, brats_group
+from lfubench.bench.datasets.lits import lits_case
 from lfubench.bench.metrics import MetricInputError, split_labels
 
 SHAPE = (64, 64, 16)
@@ -159,7 +160,7 @@ def test_brats2018_hgg_lgg_layout_and_labels(data_brats_root):
     cases, problems = find_cases("brats", data_brats_root)
     assert problems == []
     assert [c.group for c in cases] == ["HGG", "HGG", "HGG", "LGG"]
-    assert all(c.layout == "brats_legacy" for c in cases)
+    assert all(c.layout == "brats2018" for c in cases)  # the layout the phantom wrote
     raw = np.asanyarray(nib.load(str(cases[0].label)).dataobj)
     assert set(np.unique(raw)) == {0, 1, 2, 4}  # files keep the 2018 convention
     images, label, spacing = brats_case(np.random.default_rng([3, 0]), SHAPE, hgg=True)
@@ -199,7 +200,7 @@ def test_brats2023_layout(tmp_path):
     assert {p.name for p in folder.iterdir()} == {f"BraTS-GLI-00001-000-{s}.nii.gz"
                                                   for s in ("t1n", "t1c", "t2w", "t2f", "seg")}
     cases, problems = find_cases("brats", tmp_path)
-    assert problems == [] and [c.layout for c in cases] == ["brats_2023", "brats_2023"]
+    assert problems == [] and [c.layout for c in cases] == ["brats2023", "brats2023"]
     assert cases[0].images["flair"].name.endswith("-t2f.nii.gz")
     raw = np.asanyarray(nib.load(str(cases[0].label)).dataobj)
     assert 4 not in np.unique(raw) and 3 in np.unique(raw)
@@ -212,15 +213,17 @@ def test_brats2020_layout_uncompressed(tmp_path):
     assert (tmp_path / "BraTS20_Training_001" / "BraTS20_Training_001_flair.nii").is_file()
     cases, problems = find_cases("brats", tmp_path)
     assert problems == [] and cases[0].group is None and read_case(cases[0]).image.shape == (4, 12, 32, 32)
+    assert cases[0].layout == "brats2020"
 
 
 def test_label_mapping_and_regions():
     legacy = np.array([0, 1, 2, 4])
-    internal = map_labels(legacy, "brats_legacy")
+    brats = DATASETS["brats"]
+    internal = map_labels(legacy, brats.layout("brats2018"))
     np.testing.assert_array_equal(internal, [0, 1, 2, 3])
-    np.testing.assert_array_equal(map_labels(np.array([0, 1, 2, 3]), "brats_2023"), [0, 1, 2, 3])
+    np.testing.assert_array_equal(map_labels(np.array([0, 1, 2, 3]), brats.layout("brats2023")), [0, 1, 2, 3])
     with pytest.raises(ValueError, match="unexpected label values"):
-        map_labels(np.array([0, 3]), "brats_legacy")
+        map_labels(np.array([0, 3]), brats.layout("brats2020"))
     # regions come from bench.metrics.split_labels (2D/3D label maps: one row here), with the
     # scheme of the internal labels the cache holds (bench.datasets)
     internal_scheme = DATASETS["brats"].label_scheme

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import lfubench.bench.data.nifti as nifti_mod
-import lfubench.bench.data.phantom as phantom_mod
 import lfubench.bench.data.preprocess as preprocess_mod
+import lfubench.bench.datasets.synth as synth_mod
 from lfubench.bench.data import PreprocessConfig, prepare_cache, verify_dataset, write_phantom
 from lfubench.bench.data.cache import ARRAYS
 from lfubench.bench.errors import OptionError
@@ -22,7 +22,7 @@ SLAB = 512 * 512 * 2  # slabs of two slices, so that a slab is small next to the
 
 @pytest.fixture
 def small_slabs(monkeypatch):
-    monkeypatch.setattr(phantom_mod, "SLAB_VOXELS", SLAB)
+    monkeypatch.setattr(synth_mod, "SLAB_VOXELS", SLAB)
     monkeypatch.setattr(preprocess_mod, "SLAB_VOXELS", SLAB)
     monkeypatch.setattr(nifti_mod, "BLOCK_VOXELS", SLAB)
 

@@ -1,0 +1,111 @@
+"""Datasets: one module per dataset, behind one interface, in one table.
+
+Everything lfubench knows about a dataset -- its facts, its official file layouts (read by
+:mod:`bench.data` and written by its phantom), how a case is preprocessed and predictions are put
+back, how its phantom is generated, what is scored and the empty-mask rule -- lives in that
+dataset's module, a subclass of :class:`~bench.datasets.base.Dataset`. The machinery in
+:mod:`bench.data` and :mod:`bench.evaluate` asks the table and never branches on a dataset.
+
+==========  ===========  =======  ===============  ======================  =====  =====================
+kind        in channels  classes  scored regions   internal labels         size   empty-mask rule
+==========  ===========  =======  ===============  ======================  =====  =====================
+``lits``    3 (2.5D)     3        liver, tumor     0 bg, 1 liver, 2 tumor  256    ``diagonal``
+``brats``   4 (MRI)      4        WT, TC, ET       0, 1 NCR/NET, 2 ED,     192    ``brats``
+                                                   3 ET
+==========  ===========  =======  ===============  ======================  =====  =====================
+
+``size`` is the default in-plane network input (LiTS: resize target; BraTS: crop/pad size).
+The empty-mask rules are those of :mod:`bench.metrics`: ``brats`` is the BraTS challenge's
+(one mask empty: HD95 373.13 mm, the diagonal of its 240 x 240 x 155 mm volume); ``diagonal``
+penalises with the diagonal of the case's own volume in mm, the right scale for any other
+dataset; ``nan`` leaves such cases undefined and counts them.
+
+Glossary (one name per concept):
+
+- **dataset**: one of the datasets lfubench knows, a :class:`Dataset` object in :data:`DATASETS`
+  (:func:`get_dataset`).
+- **kind**: a dataset's key, the name of its module: ``lits``, ``brats`` (:attr:`Dataset.kind`,
+  :attr:`Case.kind <bench.datasets.base.Case>`, ``kind`` arguments of :mod:`bench.data`; the
+  slice cache's ``meta.json`` stores it as ``config.dataset``, the key it has always had).
+- **plan kind**: the ``kind`` of a plan's ``[[datasets]]`` entry: a dataset kind (cases read
+  from ``root``) or ``phantom-`` + a dataset kind (cases generated); :data:`KINDS` maps each to
+  its dataset kind.
+- **name**: a plan dataset entry's own label, used in item ids and tables (``DatasetSpec.name``);
+  it may be anything, ``lits2017-full`` as well as ``lits``.
+- **layout**: one official arrangement of a dataset's files (:class:`Layout`): ``lits``, ``msd``
+  (LiTS); ``brats2018``, ``brats2020``, ``brats2023`` (BraTS). One spelling for the cases found
+  (``Case.layout``) and the phantoms written (``lfubench data phantom --layout``).
+- **channel**: one image file of a case (``ct``; ``flair``, ``t1``, ``t1ce``, ``t2``); a **role**
+  is a channel or ``label``.
+- **region**: what is scored (``liver``, ``tumor``; ``WT``, ``TC``, ``ET``); a **region set**
+  names how :func:`bench.metrics.split_labels` makes them from internal labels.
+
+Adding a dataset is one new module in this folder: subclass :class:`Dataset`, end with
+``DATASET = TheDataset()``; the package registers every module's ``DATASET`` when imported.
+:func:`register_dataset` registers one at run time (from any module).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from ..errors import OptionError
+from .base import Case, Dataset, Layout, PhantomCase, Problem, Slab
+
+__all__ = ["DATASETS", "KINDS", "PHANTOM_PREFIX", "Case", "Dataset", "Layout", "PhantomCase", "Problem",
+           "Slab", "dataset_info", "get_dataset", "register_dataset", "unregister_dataset"]
+
+#: kind -> dataset, in listing order (:attr:`Dataset.order`)
+DATASETS: dict[str, Dataset] = {}
+#: plan kinds (``phantom-<kind>`` first, then ``<kind>``) -> kind
+KINDS: dict[str, str] = {}
+#: the prefix of a plan kind whose cases are generated
+PHANTOM_PREFIX = "phantom-"
+
+
+def register_dataset(dataset: Dataset) -> Dataset:
+    """Add ``dataset`` to :data:`DATASETS` (replacing one of the same kind) and its plan kinds to
+    :data:`KINDS`; return it."""
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"{dataset!r} is not a bench.datasets.Dataset")
+    DATASETS[dataset.kind] = dataset
+    _reorder()
+    return dataset
+
+
+def unregister_dataset(kind: str) -> None:
+    """Remove the dataset ``kind`` and its plan kinds."""
+    DATASETS.pop(kind, None)
+    _reorder()
+
+
+def _reorder() -> None:
+    ordered = sorted(DATASETS.values(), key=lambda d: (d.order, d.kind))
+    DATASETS.clear()
+    DATASETS.update((d.kind, d) for d in ordered)
+    KINDS.clear()  # updated in place: modules holding the table see every dataset
+    KINDS.update({PHANTOM_PREFIX + kind: kind for kind in DATASETS})
+    KINDS.update({kind: kind for kind in DATASETS})
+
+
+def get_dataset(kind: str) -> Dataset:
+    """The dataset of ``kind`` (or of a plan kind such as ``phantom-lits``)."""
+    key = KINDS.get(kind, kind)
+    if key not in DATASETS:
+        raise OptionError(f"unknown dataset {kind!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+#: :func:`get_dataset` under the name the plan code has always called it by
+dataset_info = get_dataset
+
+
+def _register_modules() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        dataset = getattr(importlib.import_module(f"{__name__}.{module.name}"), "DATASET", None)
+        if isinstance(dataset, Dataset):
+            register_dataset(dataset)
+
+
+_register_modules()
