@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .plotting import family_colors, file_name, plt, save_figure
-from .tables import mean_score, metric_regions, row_label
+from .aggregate import mean_score, metric_regions, model_rows, series
+from .plotting import family_colors, file_name, plain, plt, save_figure
+from .tables import metric_name, row_label
 
 
-def _regions(table: pd.DataFrame, metric: str = "dice") -> list[str]:
-    return [
-        c.split(" ", 1)[1]
-        for c in table.columns
-        if c.startswith(f"{metric} ") and len(c.split(" ")) == 2 and table[c].notna().any()
-    ]
+def _dice(part: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series, pd.Series]]:
+    """Per Dice region with a value: its mean and 95% interval per model row of ``part``."""
+    return {r: tuple(series(part, "dice", r, s) for s in ("mean", "ci_lo", "ci_hi"))
+            for m, r in metric_regions(part) if m == "dice"}
 
 
 def dice_limits(ax, values) -> None:
@@ -44,84 +43,86 @@ def _panels(n: int, width: float = 6.6, height: float = 2.5):
     return fig, list(axes.flat[:n])
 
 
-def _errorbars(part: pd.DataFrame, column: str):
-    lo = (part[column] - part[f"{column} ci_lo"]).clip(lower=0).fillna(0)
-    hi = (part[f"{column} ci_hi"] - part[column]).clip(lower=0).fillna(0)
-    return np.vstack([lo.to_numpy(), hi.to_numpy()])
+def _errorbars(mean: pd.Series, lo: pd.Series, hi: pd.Series):
+    below = (mean - lo).clip(lower=0).fillna(0)
+    above = (hi - mean).clip(lower=0).fillna(0)
+    return np.vstack([below.to_numpy(), above.to_numpy()])
 
 
-def write_level_curves(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+def _level_lines(rows: pd.DataFrame) -> list[tuple[str, str, pd.Index]]:
+    """(label, stage, model rows by level) of each model evaluated at several levels."""
+    return [(label, stage, g.sort_values("level").index) for (label, stage), g in
+            rows.groupby(["label", "stage"], sort=False) if g["level"].nunique() > 1]
+
+
+def _level_axes(fig, axes, levels, labels: list[str], dataset: str) -> None:
+    for ax in axes:
+        ax.set_xticks(levels)
+        ax.set_xticklabels([f"L{int(v)}" for v in levels])
+        ax.set_xlabel("pruning level")
+        ax.grid(True, alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=7, frameon=False)
+    fig.suptitle(plain(f"{dataset}: accuracy and cost per pruning level"), fontsize=9)
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 4), 1, 1))
+
+
+def write_level_curves(agg: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Per dataset with a model at several pruning levels: mean Dice (95% bootstrap interval)
     per region against the level, and GMACs against the level."""
     paths = []
-    for dataset, part in table.groupby("dataset", sort=False):
-        lines = [
-            (k, g.sort_values("level"))
-            for k, g in part.groupby(["label", "stage"], sort=False)
-            if g["level"].nunique() > 1
-        ]
+    for dataset, part in agg.groupby("dataset", sort=False):
+        rows = model_rows(part)
+        lines = _level_lines(rows)
         if not lines:
             continue
-        regions = _regions(part)
-        with_cost = "gmacs" in part and part["gmacs"].notna().any()
-        fig, axes = _panels(len(regions) + with_cost)
-        handled: list[str] = []
-        for (label, stage), g in lines:
-            color, name = f"C{len(handled)}", row_label(label, stage)  # one colour per line
-            handled.append(name)
-            style = "--" if stage == "before-pruning" else "-"
-            for ax, region in zip(axes, regions, strict=False):
-                c = f"dice {region}"
-                ax.errorbar(
-                    g["level"],
-                    g[c],
-                    yerr=_errorbars(g, c),
-                    marker="o",
-                    ms=3,
-                    lw=1,
-                    ls=style,
-                    capsize=2,
-                    label=name,
-                    color=color,
-                )
-                ax.set_title(f"Dice {region}")
+        dice, gmacs = _dice(part), series(part, "gmacs")
+        with_cost = bool(gmacs.notna().any())
+        fig, axes = _panels(len(dice) + with_cost)
+        names = []
+        for n, (label, stage, idx) in enumerate(lines):
+            name, style = plain(row_label(label, stage)), "--" if stage == "before-pruning" else "-"
+            names.append(name)
+            line = {"marker": "o", "ms": 3, "lw": 1, "ls": style, "label": name, "color": f"C{n}"}
+            level = rows.loc[idx, "level"]
+            for ax, (region, (mean, lo, hi)) in zip(axes, dice.items(), strict=False):
+                ax.errorbar(level, mean[idx], yerr=_errorbars(mean[idx], lo[idx], hi[idx]), capsize=2, **line)
+                ax.set_title(plain(f"Dice {region}"))
             if with_cost:
-                axes[-1].plot(
-                    g["level"],
-                    g["gmacs"],
-                    marker="o",
-                    ms=3,
-                    lw=1,
-                    ls=style,
-                    label=name,
-                    color=color,
-                )
+                axes[-1].plot(level, gmacs[idx].astype(float), **line)
                 axes[-1].set_yscale("log")
                 axes[-1].set_title("GMACs")
-        for ax, region in zip(axes, regions, strict=False):
-            dice_limits(ax, part[f"dice {region}"])
-        for ax in axes:
-            ax.set_xticks(sorted(part["level"].unique()[part["level"].unique() > 0]))
-            ax.set_xticklabels([f"L{int(v)}" for v in ax.get_xticks()])
-            ax.set_xlabel("pruning level")
-            ax.grid(True, alpha=0.3)
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
-        fig.suptitle(f"{dataset}: accuracy and cost per pruning level", fontsize=9)
-        fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 4), 1, 1))
+        for ax, (mean, _, _) in zip(axes, dice.values(), strict=False):
+            dice_limits(ax, mean)
+        _level_axes(fig, axes, sorted(v for v in rows["level"].unique() if v > 0), names, dataset)
         paths.append(save_figure(fig, Path(out_dir) / f"levels_{file_name(dataset)}"))
     return paths
 
 
-def _sweep_curves(
-    table: pd.DataFrame, out_dir: Path, x: pd.Series, xlabel: str, stem: str, title: str, log2: bool = False
-) -> list[Path]:
-    """Mean Dice over regions against ``x`` (one value per row), one line per family having at
-    least two distinct ``x``; the highest level of each label only."""
+def _curve_rows(agg: pd.DataFrame, x: pd.Series) -> pd.DataFrame:
+    """The model rows of ``agg`` with ``x``, the mean Dice over regions and the parameters;
+    the highest level of each label only."""
+    rows = model_rows(agg).assign(_x=x.to_numpy(), _score=mean_score(agg), params=series(agg, "params"))
+    return rows[rows["level"] == rows.groupby(["dataset", "label"])["level"].transform("max")]
+
+
+def _log2_axis(ax, values: pd.Series) -> None:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log", base=2)
+    ticks = sorted(values.dropna().unique())
+    ax.set_xticks(ticks)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(ticks[0] / 1.25, ticks[-1] * 1.25)
+
+
+def _sweep_curves(agg: pd.DataFrame, out_dir: Path, x: pd.Series, xlabel: str, stem: str, title: str,
+                  log2: bool = False) -> list[Path]:
+    """Mean Dice over regions against ``x`` (one value per model row of ``agg``), one line per
+    family having at least two distinct ``x``; the highest level of each label only."""
     paths = []
-    tab = table.assign(_x=x, _score=mean_score(table))
-    top = tab[tab["level"] == tab.groupby(["dataset", "label"])["level"].transform("max")]
-    for dataset, part in top.groupby("dataset", sort=False):
+    for dataset, part in _curve_rows(agg, x).groupby("dataset", sort=False):
         fams = [f for f, g in part.groupby("family", sort=False) if g["_x"].dropna().nunique() > 1]
         if not fams:
             continue
@@ -129,29 +130,15 @@ def _sweep_curves(
         fig, ax = plt().subplots(figsize=(4.2, 2.8))
         for f in fams:
             g = part[part["family"] == f].dropna(subset=["_x"]).sort_values("_x")
-            ax.plot(g["_x"], g["_score"], marker="o", ms=4, lw=1, color=colors[f], label=f)
-            for _, r in g.iterrows():
-                if pd.notna(r.get("params")):
-                    ax.annotate(
-                        f"{r['params'] / 1e3:,.0f}k",
-                        (r["_x"], r["_score"]),
-                        fontsize=7,
-                        xytext=(4, -10),
-                        textcoords="offset points",
-                        color="0.3",
-                    )
+            ax.plot(g["_x"], g["_score"], marker="o", ms=4, lw=1, color=colors[f], label=plain(f))
+            for _, r in g[g["params"].notna()].iterrows():
+                ax.annotate(f"{r['params'] / 1e3:,.0f}k", (r["_x"], r["_score"]), fontsize=7, xytext=(4, -10),
+                            textcoords="offset points", color="0.3")
         if log2:
-            from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-            ax.set_xscale("log", base=2)
-            ticks = sorted(part["_x"].dropna().unique())
-            ax.set_xticks(ticks)
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xlim(ticks[0] / 1.25, ticks[-1] * 1.25)
+            _log2_axis(ax, part["_x"])
         ax.set_xlabel(xlabel)
         ax.set_ylabel("mean Dice (regions)")
-        ax.set_title(f"{dataset}: {title} (labels: parameters)")
+        ax.set_title(plain(f"{dataset}: {title} (labels: parameters)"))
         ax.grid(True, alpha=0.3)
         dice_limits(ax, part["_score"])
         ax.legend()
@@ -160,88 +147,67 @@ def _sweep_curves(
     return paths
 
 
-def write_width_curves(table: pd.DataFrame, widths: Mapping[str, float], out_dir: str | Path) -> list[Path]:
+def write_width_curves(agg: pd.DataFrame, widths: Mapping[str, float], out_dir: str | Path) -> list[Path]:
     """Mean Dice against base width, per family with models at several widths (``widths``:
     label -> base width, from the plan)."""
-    x = table["label"].map(lambda v: widths.get(v, np.nan)).astype(float)
-    return _sweep_curves(
-        table[table["stage"] == "final"],
-        Path(out_dir),
-        x[table["stage"] == "final"],
-        "base width",
-        "widths",
-        "accuracy against width",
-        log2=True,
-    )
+    final = agg[agg["stage"] == "final"]
+    x = model_rows(final)["label"].map(lambda v: widths.get(v, np.nan)).astype(float)
+    return _sweep_curves(final, Path(out_dir), x, "base width", "widths", "accuracy against width", log2=True)
 
 
-def write_prune_curves(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+def write_prune_curves(agg: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Mean Dice against the achieved channel-prune ratio (0 before pruning), per family with
     several ratios."""
-    if "prune_achieved" not in table or table["prune_achieved"].notna().sum() < 2:
+    x = series(agg, "prune_achieved").astype(float)
+    if x.notna().sum() < 2:
         return []
-    x = table["prune_achieved"].astype(float)
-    x = x.where(x.notna() | (table["stage"] == "before-pruning"), np.nan)
-    return _sweep_curves(
-        table, Path(out_dir), x, "channels pruned (fraction)", "prune", "accuracy against channel pruning"
-    )
+    x = x.where(x.notna() | (model_rows(agg)["stage"] == "before-pruning"), np.nan)
+    return _sweep_curves(agg, Path(out_dir), x, "channels pruned (fraction)", "prune",
+                         "accuracy against channel pruning")
 
 
-def write_case_plots(
-    results: pd.DataFrame, table: pd.DataFrame, out_dir: str | Path, metric: str = "dice"
-) -> list[Path]:
+def _case_values(sel: pd.DataFrame, r, region: str) -> np.ndarray:
+    """One model row's values of ``region`` per test case, averaged over seeds."""
+    mask = (sel["label"] == r["label"]) & (sel["stage"] == r["stage"]) & (sel["level"] == r["level"])
+    return sel[mask & (sel["region"] == region)].groupby("case")["value"].mean().dropna().to_numpy()
+
+
+def _case_panel(ax, data: list[np.ndarray], colors: list, names: list[str], title: str) -> None:
+    """A box per model and its cases as points."""
+    pos = np.arange(1, len(data) + 1)
+    ax.boxplot([d if len(d) else [np.nan] for d in data], positions=pos, widths=0.55, showfliers=False,
+               medianprops={"color": "0.2"})
+    rng = np.random.default_rng(0)
+    for k, (d, color) in enumerate(zip(data, colors, strict=True)):
+        ax.scatter(pos[k] + rng.uniform(-0.15, 0.15, len(d)), d, s=9, zorder=3, alpha=0.8, color=color)
+    dice_limits(ax, np.concatenate([d for d in data if len(d)] or [np.zeros(1)]))
+    ax.set_xticks(pos)
+    ax.set_xticklabels([plain(n) for n in names], rotation=35, ha="right", fontsize=6.5)
+    ax.set_title(plain(title))
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def write_case_plots(results: pd.DataFrame, agg: pd.DataFrame, out_dir: str | Path,
+                     metric: str = "dice") -> list[Path]:
     """Per dataset: one panel per region, a box and the individual test cases (averaged over
     seeds) for each model at its highest level."""
     paths = []
     res = results if "stage" in results else results.assign(stage="final")
-    for dataset, part in table.groupby("dataset", sort=False):
-        top = part[part["level"] == part.groupby(["label", "stage"])["level"].transform("max")]
+    for dataset, part in agg.groupby("dataset", sort=False):
+        rows = model_rows(part)
+        top = rows[rows["level"] == rows.groupby(["label", "stage"])["level"].transform("max")]
         sel = res[(res["dataset"] == dataset) & (res["metric"] == metric)]
-        regions = [r for m, r in metric_regions(sel) if m == metric]
-        if sel.empty or not regions:
+        names_of = list(dict.fromkeys(sel["region"]))
+        if sel.empty or not names_of:
             continue
-        fig, axes = _panels(len(regions), height=2.8)
-        colors = family_colors(list(dict.fromkeys(part["family"])))
+        fig, axes = _panels(len(names_of), height=2.8)
+        family = family_colors(list(dict.fromkeys(rows["family"])))
+        colors = [family[f] for f in top["family"]]
         names = [row_label(r["label"], r["stage"]) for _, r in top.iterrows()]
-        for ax, region in zip(axes, regions, strict=True):
-            data = []
-            for _, r in top.iterrows():
-                v = (
-                    sel[
-                        (sel["label"] == r["label"])
-                        & (sel["stage"] == r["stage"])
-                        & (sel["level"] == r["level"])
-                        & (sel["region"] == region)
-                    ]
-                    .groupby("case")["value"]
-                    .mean()
-                    .dropna()
-                )
-                data.append(v.to_numpy())
-            pos = np.arange(1, len(data) + 1)
-            ax.boxplot(
-                [d if len(d) else [np.nan] for d in data],
-                positions=pos,
-                widths=0.55,
-                showfliers=False,
-                medianprops={"color": "0.2"},
-            )
-            rng = np.random.default_rng(0)
-            for k, (d, (_, r)) in enumerate(zip(data, top.iterrows(), strict=True)):
-                ax.scatter(
-                    pos[k] + rng.uniform(-0.15, 0.15, len(d)),
-                    d,
-                    s=9,
-                    zorder=3,
-                    alpha=0.8,
-                    color=colors[r["family"]],
-                )
-            dice_limits(ax, np.concatenate([d for d in data if len(d)] or [np.zeros(1)]))
-            ax.set_xticks(pos)
-            ax.set_xticklabels(names, rotation=35, ha="right", fontsize=6.5)
-            ax.set_title(f"{metric.upper() if metric != 'dice' else 'Dice'} {region}")
-            ax.grid(True, axis="y", alpha=0.3)
-        fig.suptitle(f"{dataset}: per-case {metric} (test cases, mean over seeds)", fontsize=9)
+        for ax, region in zip(axes, names_of, strict=True):
+            data = [_case_values(sel, r, region) for _, r in top.iterrows()]
+            _case_panel(ax, data, colors, names, f"{metric_name(metric)} {region}")
+        fig.suptitle(plain(f"{dataset}: per-case {metric} (test cases, mean over seeds)"), fontsize=9)
         fig.tight_layout()
         paths.append(save_figure(fig, Path(out_dir) / f"cases_{file_name(dataset)}"))
     return paths

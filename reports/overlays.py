@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plotting import plt, save_figure
+from .plotting import plain, plt, save_figure
 from .schema import ReportInputError
 
 #: arrays an overlays file must hold
@@ -85,22 +85,61 @@ def _color(labels: np.ndarray, n: int) -> np.ndarray:
     return rgba
 
 
+def load_models(
+    entries: Sequence[tuple[str, str, str | Path]], most: int = MAX_MODELS
+) -> tuple[list[tuple[str, dict[str, np.ndarray]]], dict[str, str]]:
+    """The overlays of up to ``most`` models, from (item, model name, overlays file) entries in
+    order: the (name, arrays) of those read and, per item whose file cannot be read (missing,
+    unreadable, malformed), why -- a figure is optional, so such an item is left out, never
+    fatal."""
+    loaded, lacking = [], {}
+    for item, name, path in entries:
+        if len(loaded) == most:
+            break
+        if not Path(path).is_file():
+            lacking[item] = f"{path}: no such file"
+            continue
+        try:
+            loaded.append((name, load_overlays(path)))
+        except ReportInputError as err:
+            lacking[item] = str(err)
+    return loaded, lacking
+
+
+def _common(loaded: Sequence[tuple[str, dict[str, np.ndarray]]]):
+    """The (case, slice) keys every file holds, and each file's index of them."""
+    keys = [list(zip(d["case"].astype(str), d["slice"].astype(int), strict=True)) for _, d in loaded]
+    common = [k for k in keys[0] if all(k in other for other in keys[1:])]
+    return common, [[ks.index(k) for k in common] for ks in keys]
+
+
+def _row(axes, image: np.ndarray, panels: Sequence[tuple[str, np.ndarray | None]], n_classes: int,
+         titles: bool) -> None:
+    """One row of panels: the image alone, then with each label map over it."""
+    lo, hi = np.percentile(image, [1, 99])
+    for ax, (name, lab) in zip(axes, panels, strict=True):
+        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+        if lab is not None:
+            ax.imshow(_color(lab, n_classes), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles:  # long labels wrapped to the panel's width, so neighbours' titles never meet
+            ax.set_title(plain(textwrap.fill(name, TITLE_CHARS)), fontsize=6)
+
+
 def write_overlay_figure(
-    models: Sequence[tuple[str, str | Path]], out_stem: str | Path, title: str = ""
+    loaded: Sequence[tuple[str, dict[str, np.ndarray]]], out_stem: str | Path, title: str = ""
 ) -> tuple[Path, dict[str, tuple[str, int]]] | None:
     """A figure of the chosen slices (rows) with image, ground truth and each model's prediction
-    (columns); ``models`` are (name, overlays file) pairs of one dataset, at most
-    :data:`MAX_MODELS` shown. Returns the PDF path and, per row, the (case, slice) shown; None
-    when no slice is common to the files."""
-    loaded = [(name, load_overlays(path), Path(path)) for name, path in models[:MAX_MODELS]]
+    (columns); ``loaded`` are (name, overlays arrays) pairs of one dataset (:func:`load_models`).
+    Returns the PDF path and, per row, the (case, slice) shown; None when no slice is common to
+    the files."""
     if not loaded:
         return None
-    keys = [list(zip(d["case"].astype(str), d["slice"].astype(int), strict=True)) for _, d, _ in loaded]
-    common = [k for k in keys[0] if all(k in other for other in keys[1:])]
+    common, index = _common(loaded)
     if not common:
         return None
-    index = [[ks.index(k) for k in common] for ks in keys]
-    preds = [d["pred"][idx] for (_, d, _), idx in zip(loaded, index, strict=True)]
+    preds = [d["pred"][idx] for (_, d), idx in zip(loaded, index, strict=True)]
     first = loaded[0][1]
     image, label = first["image"][index[0]], first["label"][index[0]]
     classes = [str(c) for c in first["classes"]]
@@ -111,31 +150,20 @@ def write_overlay_figure(
     )
     shown = {}
     for r, (what, k) in enumerate(chosen.items()):
-        img = image[k]
-        lo, hi = np.percentile(img, [1, 99])
         panels = [("image", None), ("ground truth", label[k])] + [
-            (n, p[k]) for (n, _, _), p in zip(loaded, preds, strict=True)
-        ]
-        for c, (name, lab) in enumerate(panels):
-            ax = axes[r][c]
-            ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
-            if lab is not None:
-                ax.imshow(_color(lab, len(classes)), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:  # long labels wrapped to the panel's width, so neighbours' titles never meet
-                ax.set_title(textwrap.fill(name, TITLE_CHARS), fontsize=6)
+            (name, p[k]) for (name, _), p in zip(loaded, preds, strict=True)]
+        _row(axes[r], image[k], panels, len(classes), titles=r == 0)
         case, sl = common[k]
         shown[what] = (case, sl)
-        axes[r][0].set_ylabel(f"{what}\n{case} z={sl}", fontsize=5.5)
+        axes[r][0].set_ylabel(plain(f"{what}\n{case} z={sl}"), fontsize=5.5)
     from matplotlib.patches import Patch
 
     handles = [
-        Patch(color=CLASS_COLORS[(c - 1) % len(CLASS_COLORS)], alpha=0.6, label=classes[c])
+        Patch(color=CLASS_COLORS[(c - 1) % len(CLASS_COLORS)], alpha=0.6, label=plain(classes[c]))
         for c in range(1, len(classes))
     ]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=6.5, frameon=False)
     if title:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(plain(title), fontsize=8)
     fig.tight_layout(rect=(0, 0.07, 1, 1), pad=0.3, w_pad=0.2, h_pad=0.3)
     return save_figure(fig, out_stem), shown

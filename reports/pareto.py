@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .plotting import family_colors, file_name, plt, save_figure
+from .plotting import family_colors, file_name, plain, plt, save_figure
 
 COSTS = {"params": "parameters", "gmacs": "GMACs", "latency_ms": "latency (ms)"}
 
@@ -38,7 +38,7 @@ def pareto_figure(
     fam = pts["family"] if "family" in pts else pts["model"]
     colors = family_colors(list(dict.fromkeys(fam)))
     for name, grp in pts.groupby(fam, sort=False):
-        ax.scatter(grp[cost], grp[score], label=name, s=26, zorder=3, color=colors[name])
+        ax.scatter(grp[cost], grp[score], label=plain(name), s=26, zorder=3, color=colors[name])
     front = frontier(pts, cost, score)
     if len(front):
         ax.step(
@@ -55,8 +55,8 @@ def pareto_figure(
     if len(pts) and (pts[cost] > 0).all():
         ax.set_xscale("log")
     ax.set_xlabel(COSTS.get(cost, cost))
-    ax.set_ylabel(ylabel or f"mean {score}")
-    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(plain(ylabel or f"mean {score}"))
+    ax.set_title(plain(title), fontsize=10)
     ax.grid(True, alpha=0.3)
     if len(pts):
         lo, hi = pts[score].min(), pts[score].max()
@@ -64,7 +64,7 @@ def pareto_figure(
         ax.set_ylim(lo - pad, hi + 2.5 * pad)
     tags = pts["tag"] if "tag" in pts else pts["label"]
     texts = [
-        ax.text(x, y, str(t), fontsize=6.5, zorder=5)
+        ax.text(x, y, plain(t), fontsize=6.5, zorder=5)
         for x, y, t in zip(pts[cost], pts[score], tags, strict=True)
     ]
     if len(pts) and ax.get_xscale() == "log":
@@ -73,7 +73,7 @@ def pareto_figure(
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     lines = textwrap.wrap(note, 130) if note else []
     if lines:
-        fig.text(0.01, 0.01, "\n".join(lines), fontsize=5.5, color="0.35", va="bottom")
+        fig.text(0.01, 0.01, plain("\n".join(lines)), fontsize=5.5, color="0.35", va="bottom")
     fig.tight_layout(rect=(0, 0.012 + 0.022 * len(lines), 1, 1))
     if texts:
         adjust_text(

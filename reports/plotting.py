@@ -1,5 +1,6 @@
 """What every report figure shares: the non-interactive backend, one colour per model
-family, and saving as a vector PDF (for documents) with a PNG beside it."""
+family, data text made plain for matplotlib (:func:`plain`), and saving as a vector PDF (for
+documents) with a PNG beside it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ def plt():
     import matplotlib.pyplot as pyplot
 
     return pyplot
+
+
+def plain(text) -> str:
+    """``text`` (a label, dataset name, case id: anything from data) as matplotlib shows it
+    literally: every ``$`` escaped, so that no pair of them starts a formula (mathtext, which
+    shows one silently and fails the figure on an invalid one)."""
+    return str(text).replace("$", r"\$")
 
 
 def family_colors(families: list[str]) -> dict[str, tuple]:

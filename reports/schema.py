@@ -73,3 +73,36 @@ def require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ReportInputError(f"{what} lacks the column(s) {', '.join(missing)}")
+
+
+# -- the aggregate (long form) -------------------------------------------------------------------
+
+#: what identifies one evaluated model of the aggregate (one row of the wide results table)
+ROW_KEYS = ["dataset", "label", "model", "level", "stage"]
+
+#: the aggregate of :func:`reports.aggregate.aggregate`, long form: one row per evaluated model x
+#: measure x region x statistic. ``family`` is the model's family; ``reference`` marks the model
+#: row the significance tests of its dataset compare against. A measure is a metric of the
+#: results (``dice``, ``hd95``, ...) with a ``region`` and one of :data:`STATISTICS`, or one of
+#: :data:`ROW_MEASURES` (a figure of the whole model row: ``region`` ``""``, statistic ``"value"``).
+AGGREGATE_COLUMNS = ["family", *ROW_KEYS, "reference", "measure", "region", "statistic", "value"]
+
+#: measures of a whole model row: the seeds averaged, the cost figures of the dataset's measured
+#: configuration, training time and channel-pruning figures (means over seeds)
+ROW_MEASURES = ["seeds", "params", "gmacs", "latency_ms", "peak_mb", "train_s", "prune_ratio",
+                "prune_achieved", "prune_seconds"]
+
+#: the statistic of a row measure
+ROW_STATISTIC = "value"
+
+#: the statistics of each metric and region (see :mod:`reports.aggregate`)
+STATISTICS = ["mean", "sd", "sd_seed", "ci_lo", "ci_hi", "n", "nan", "zero", "empty", "missed", "p",
+              "p_holm"]
+
+#: statistics that count (cases or cases x seeds) and the row measures that are whole numbers
+COUNTS = ("n", "nan", "zero", "empty", "missed")
+WHOLE_MEASURES = ("seeds", "params")
+
+#: statistics present only where defined (several seeds; Dice; the run recorded empty flags):
+#: the aggregate leaves them out elsewhere, and the wide table has no column for one never defined
+OPTIONAL_STATISTICS = ("sd_seed", "zero", "empty", "missed")

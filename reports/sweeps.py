@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .plotting import plain
 from .text import format_rows
 
 GREY = "0.75"
@@ -85,13 +86,13 @@ def front_figure(trials: pd.DataFrame, objectives: Sequence[tuple[str, str]], ti
         ax.scatter(dominated[x], dominated[y], s=22, color=GREY, label="dominated", zorder=2)
         ax.scatter(infeasible[x], infeasible[y], s=22, color=GREY, marker="x", label="infeasible", zorder=2)
         for family, grp in front.groupby("family", sort=True):
-            ax.scatter(grp[x], grp[y], s=36, color=colours[family], label=family, zorder=3,
+            ax.scatter(grp[x], grp[y], s=36, color=colours[family], label=plain(family), zorder=3,
                        edgecolor="black", linewidth=0.4)
         # the other families' dominated trials keep their colour as a ring, so each family is visible
         on_front = set(front["family"])
         for family, grp in dominated.groupby("family", sort=True):
             ax.scatter(grp[x], grp[y], s=30, facecolor="none", edgecolor=colours[family], linewidth=0.8,
-                       zorder=2, label=None if family in on_front else f"{family} (none on the front)")
+                       zorder=2, label=None if family in on_front else plain(f"{family} (none on the front)"))
         if len(front) > 1 and x != y:
             ax.plot(front[x], front[y], color="0.3", lw=0.8, ls="--", zorder=1)
         for _, r in front.iterrows():
@@ -106,7 +107,7 @@ def front_figure(trials: pd.DataFrame, objectives: Sequence[tuple[str, str]], ti
         unique = dict(zip(labels, handles, strict=True))
         ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(plain(title), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -128,7 +129,8 @@ def history_figure(trials: pd.DataFrame, hypervolume: pd.DataFrame, objectives: 
         if not done.empty:
             feasible = done[done["feasible"]].sort_values("number")
             for family, grp in feasible.groupby("family", sort=True):
-                ax.scatter(grp["number"], grp[name], s=16, color=colours[family], label=family, zorder=3)
+                ax.scatter(grp["number"], grp[name], s=16, color=colours[family], label=plain(family),
+                           zorder=3)
             other = done[~done["feasible"]]
             ax.scatter(other["number"], other[name], s=16, color=GREY, marker="x", label="infeasible")
             if len(feasible):
@@ -149,7 +151,7 @@ def history_figure(trials: pd.DataFrame, hypervolume: pd.DataFrame, objectives: 
     ax.set_ylabel(column)
     ax.grid(True, alpha=0.3)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(plain(title), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -175,7 +177,7 @@ def importance_figure(importances: pd.DataFrame, title: str = ""):
         ax.set_title(name, fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(plain(title), fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -33,6 +33,12 @@ def format_number(value) -> str:
     return f"{value:#.4g}".rstrip(".")
 
 
+def md_cell(text: str) -> str:
+    """``text`` as a Markdown table cell: a ``|`` escaped (it would end the cell), line breaks
+    as spaces."""
+    return str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -56,8 +62,9 @@ def format_rows(rows: Sequence[dict], fmt: str, header: str | None = None,
         return buf.getvalue().rstrip("\n")
     if fmt != "md":
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    cells = [[format_number(r[c]) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[k]) for row in cells]) for k, c in enumerate(columns)]
+    cells = [[md_cell(format_number(r[c])) for c in columns] for r in rows]
+    heads = [md_cell(c) for c in columns]
+    widths = [max([len(c)] + [len(row[k]) for row in cells]) for k, c in enumerate(heads)]
     numeric = [c in right or all(_is_number(r[c]) or r[c] is None for r in rows) for c in columns]
 
     def line(values):
@@ -67,7 +74,7 @@ def format_rows(rows: Sequence[dict], fmt: str, header: str | None = None,
 
     rules = [("-" * (wd - 1) + ":") if num else "-" * wd for wd, num in zip(widths, numeric, strict=True)]
     sep = "| " + " | ".join(rules) + " |"
-    out = [line(columns), sep] + [line(r) for r in cells]
+    out = [line(heads), sep] + [line(r) for r in cells]
     if header:
         out = [header, ""] + out
     return "\n".join(out)

@@ -2,23 +2,34 @@
 (tables, statistics, figures, PDF) of one or several runs.
 
 This module gathers what a report needs -- the tidy tables, failed items, hardware/software
-records, splits, the effective plans, package versions -- from run folders or a storage (through
-:mod:`studies.records`) and hands DataFrames and plain dicts to :func:`reports.build.build_outputs`.
-``lfubench bench`` ends with the same report through :func:`write_report`.
+records, splits, the effective plans or studies, sweep results, package versions -- from run
+folders (:class:`studies.run.Run`) or a storage (through :mod:`studies.records`) into one
+:class:`reports.inputs.ReportInputs` for :func:`reports.build.build_outputs`. ``lfubench bench``
+ends with the same report through :func:`write_report`.
+
+Each item's overlays file is found in the run folder recorded with the item (``run_dir`` of its
+record), else in the run folder named on the command line (or the folder of ``--plan``), else
+relative to the working folder; one that cannot be found is left out of the figure and named.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from lfubench.bench.errors import LfubenchError
+
+if TYPE_CHECKING:
+    from lfubench.reports.inputs import ReportInputs, RunInfo, SweepData
+    from lfubench.studies.plan import Plan
+    from lfubench.studies.sweepfile import SweepStudy
 
 log = logging.getLogger(__name__)
 
@@ -83,20 +94,30 @@ def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     return out
 
 
-def _read_plan(path: Path) -> tuple[dict, str]:
-    try:
-        text = path.read_text()
-        return tomllib.loads(text), text
-    except OSError as err:
-        raise LfubenchError(f"{path}: cannot read the plan ({err.strerror})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise LfubenchError(f"{path}: not a valid plan file ({err})") from None
+@dataclass
+class LoadedRun:
+    """One run folder or storage study, read: ``source`` (where from), its ``trials``, ``root``
+    (the run folder its items' overlays paths are relative to, for records that do not say;
+    None: the working folder), its effective plan or study (``spec``, typed, and ``spec_text``,
+    the file) and, for a sweep, its storage URL."""
+
+    source: str
+    trials: list
+    root: Path | None = None
+    spec: Plan | SweepStudy | None = None
+    spec_text: str | None = None
+    sweep_storage: str | None = None
+    item_ids: list[str] = field(default_factory=list)
 
 
-def _item_ids(plan_path: Path) -> list[str]:
+def _spec_file(path: Path) -> tuple[Plan, str]:
     from lfubench.studies.plan import load_plan
 
-    return [item.id for item in load_plan(plan_path).items()]
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise LfubenchError(f"{path}: cannot read the plan ({err.strerror})") from None
+    return load_plan(path), text
 
 
 def run_record(
@@ -104,170 +125,166 @@ def run_record(
     trials: Sequence,
     source: str | None = None,
     plan_path: str | Path | None = "plan.toml",
-) -> dict:
-    """What a report needs of one run: ``source``, ``root`` (the folder that overlays paths are
-    relative to), ``plan`` and ``plan_text`` (the effective plan, when known), ``item_ids`` (the
-    plan's items) and ``trials``."""
+) -> LoadedRun:
+    """A run whose trials are already loaded (``lfubench bench`` reporting its own run):
+    ``plan_path`` (relative to ``run_dir``, or absolute) is its effective plan, when present."""
     run = Path(run_dir)
-    record = {"source": source or str(run), "root": run, "trials": list(trials), "item_ids": []}
-    plan_path = run / plan_path if plan_path else None  # an absolute plan_path stays as it is
-    if plan_path is not None and plan_path.is_file():
-        record["plan"], record["plan_text"] = _read_plan(plan_path)
-        record["item_ids"] = _item_ids(plan_path)
-    return record
+    loaded = LoadedRun(source or str(run), list(trials), run)
+    path = run / plan_path if plan_path else None  # an absolute plan_path stays as it is
+    if path is not None and path.is_file():
+        loaded.spec, loaded.spec_text = _spec_file(path)
+        loaded.item_ids = [item.id for item in loaded.spec.items()]
+    return loaded
 
 
-def load_run(run_dir: str | Path) -> dict:
-    """One run folder (its ``plan.toml`` and ``study.db``), as :func:`run_record`."""
-    from lfubench.studies.records import load_trials
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """One run folder (:class:`studies.run.Run`): a plan's or a sweep's."""
+    from lfubench.studies.plan import Plan
+    from lfubench.studies.run import Run
 
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise LfubenchError(f"{run}: no such run folder")
-    plan_path, db = run / "plan.toml", run / "study.db"
-    if not plan_path.is_file() and (run / "study.toml").is_file():
-        return load_sweep_run(run)
-    if not plan_path.is_file():
-        raise LfubenchError(f"{run}: not a run folder (no plan.toml or study.toml)")
-    if not db.is_file():
-        raise LfubenchError(f"{run}: no study.db (a run with another --storage: use --storage and --study)")
-    plan, _ = _read_plan(plan_path)
-    if "name" not in plan:
-        raise LfubenchError(f"{plan_path}: the plan has no 'name'")
-    return run_record(run, load_trials(f"sqlite:///{db.resolve()}", plan["name"]))
+    run = Run.open(run_dir)
+    spec = run.effective()
+    loaded = LoadedRun(str(run.folder), run.trials(), run.folder, spec, run.effective_file.read_text())
+    if isinstance(spec, Plan):
+        loaded.item_ids = [item.id for item in spec.items()]
+    else:
+        loaded.sweep_storage = run.storage_url
+    return loaded
 
 
-def load_sweep_run(run: Path) -> dict:
-    """A sweep's run folder (its effective ``study.toml`` and ``study.db``), as
-    :func:`run_record` plus ``sweep`` (the study and its storage URL)."""
-    from lfubench.studies.records import load_trials
-    from lfubench.studies.sweepfile import load_study
-
-    db = run / "study.db"
-    if not db.is_file():
-        raise LfubenchError(f"{run}: no study.db (a sweep with another --storage: use --storage and --study)")
-    study = load_study(run / "study.toml")
-    url = f"sqlite:///{db.resolve()}"
-    record = run_record(run, load_trials(url, study.name), plan_path=None)
-    record["plan"], record["plan_text"] = _read_plan(run / "study.toml")
-    record["sweep"] = (study, url)
-    return record
-
-
-def sweep_sections(out: Path, runs: Sequence[dict]) -> list[dict]:
-    """The front table and figures of each sweep among ``runs``, written under ``out``."""
-    from lfubench.reports.sweeps import front_table, write_sweep_outputs
-    from lfubench.studies.sweep import hypervolume_history, importances, open_sweep, trials_frame
-
-    sections = []
-    for run in runs:
-        if "sweep" not in run:
-            continue
-        study, url = run["sweep"]
-        stored = open_sweep(study, url)
-        trials = trials_frame(stored, study)
-        objectives = list(zip(study.objectives.names, study.objectives.directions, strict=True))
-        folder = f"sweep_{study.name}"
-        written = write_sweep_outputs(out / folder, trials, hypervolume_history(trials, study),
-                                      importances(stored, study), objectives, f"sweep: {study.name}")
-        done = int((trials["state"] == "complete").sum()) if not trials.empty else 0
-        goals = ", ".join(f"{d} {n}" for n, d in objectives)
-        cons = study.objectives.constraints
-        captions = {
-            "sweep_front": "every complete trial by its objectives; the front's trials ringed, dominated and "
-                           "infeasible ones grey, one colour per family.",
-            "sweep_history": "each objective by trial number, and the hypervolume (or best value) so far.",
-            "sweep_importance": "fANOVA importance of each searched parameter for each objective.",
-        }
-        figures = [(f"{folder}/{p.name}", f"Sweep {study.name}: {captions[p.stem]}")
-                   for p in written["figures"] if p.suffix == ".pdf"]
-        sections.append({
-            "name": study.name,
-            "summary": f"{done} complete trials of {study.name} ({study.description or 'no description'}); "
-                       f"objectives: {goals}"
-                       + (f"; constraints: {', '.join(c.text for c in cons)}" if cons else "") + ".",
-            "front": front_table(trials, objectives), "figures": figures})
-    return sections
-
-
-def load_storage(storage: str, study: str, plan: str | None = None) -> dict:
-    """A study in a storage, with its effective plan file if given (overlays paths are taken
-    relative to the plan's folder, the run folder)."""
+def load_storage(storage: str, study: str, plan: str | None = None) -> LoadedRun:
+    """A study in a storage, with its effective plan file if given (its folder is the run
+    folder of items whose records do not name theirs)."""
     from lfubench.studies.records import load_trials
 
     if plan and not Path(plan).is_file():
         raise LfubenchError(f"--plan {plan}: no such file")
-    root = Path(plan).parent if plan else Path.cwd()
-    return run_record(
-        root,
-        load_trials(storage, study),
-        source=f"study {study}",
-        plan_path=Path(plan).resolve() if plan else None,
+    trials = load_trials(storage, study)
+    if not plan:
+        return LoadedRun(f"study {study}", trials)
+    path = Path(plan).resolve()
+    return run_record(path.parent, trials, source=f"study {study}", plan_path=path)
+
+
+def run_info(run: LoadedRun) -> RunInfo:
+    """What a report shows of a run's plan or study, as plain typed facts."""
+    from lfubench.reports.inputs import DatasetInfo, RunInfo
+    from lfubench.studies.plan import Plan
+
+    spec = run.spec
+    if spec is None:
+        return RunInfo(run.source)
+    effective = spec.to_dict()
+    datasets = spec.datasets if isinstance(spec, Plan) else [spec.dataset]
+    models = spec.models if isinstance(spec, Plan) else []
+    return RunInfo(
+        source=run.source,
+        name=spec.name,
+        plan_text=run.spec_text,
+        datasets=tuple(DatasetInfo(d.name, d.kind, d.phantom, settings)
+                       for d, settings in zip(datasets, effective["datasets"], strict=True)),
+        train=effective["train"],
+        measure=effective["measure"],
+        widths={m.label: m.kwargs["base_width"] for m in models if "base_width" in m.kwargs},
+        first_model=models[0].label if models else None,
     )
 
 
-def gather(runs: Sequence[dict]) -> dict:
-    """The report's inputs from loaded runs, merged: results, efficiency, items, failures,
-    environments, splits. An item present in two runs is refused (report them separately)."""
-    from lfubench.studies.records import collect, environments, failures, splits, trial_item
+def sweep_data(run: LoadedRun) -> SweepData | None:
+    """The results of a sweep run (None for a plan's)."""
+    from lfubench.reports.inputs import SweepData
+    from lfubench.studies.run import sweep_results
 
-    parts: dict[str, list[pd.DataFrame]] = {
-        k: [] for k in ("results", "efficiency", "items", "failures", "environments")
-    }
+    if run.sweep_storage is None:
+        return None
+    res = sweep_results(run.spec, run.sweep_storage)
+    constraints = [c.text for c in res.study.objectives.constraints]
+    return SweepData(res.study.name, res.study.description, res.objectives, constraints, res.trials,
+                     res.history, res.importances)
+
+
+def _overlays(run: LoadedRun, items: pd.DataFrame) -> pd.Series:
+    """Each item's overlays file as a readable path: in the run folder its record names, else
+    in ``run.root``, else relative to the working folder (the first that exists; the first
+    candidate where none does, and the report says it is missing)."""
+    from lfubench.studies.records import records
+
+    found = {}
+    for rec in records(run.trials):
+        if not rec.overlays:
+            continue
+        bases = [b for b in (rec.run_dir, run.root) if b] or [Path.cwd()]
+        candidates = [Path(b) / rec.overlays for b in bases]
+        found[rec.item] = str(next((c for c in candidates if c.is_file()), candidates[0]))
+    return pd.Series([found.get(i) for i in items["item"]], index=items.index, dtype=object)
+
+
+def _failures(run: LoadedRun) -> pd.DataFrame:
+    """The run's items without a result: failed or running ones, and the plan's items no trial
+    has run yet (``pending``)."""
+    from lfubench.studies.records import failures, trial_item
+
+    fails = failures(run.trials)
+    known = {trial_item(t) for t in run.trials}
+    pending = [i for i in run.item_ids if i not in known]
+    if not pending:
+        return fails
+    waiting = pd.DataFrame({"item": pending, "state": "pending", "attempts": 0, "reason": "not run yet"})
+    return pd.concat([fails, waiting], ignore_index=True) if len(fails) else waiting
+
+
+def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f.columns)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def gather(runs: Sequence[LoadedRun]) -> dict:
+    """The report's tables from loaded runs, merged: results, efficiency, items (overlays
+    resolved), failures, environments, splits. An item present in two runs is refused (report
+    them separately)."""
+    from lfubench.studies.records import collect, environments, splits
+
+    parts: dict[str, list[pd.DataFrame]] = {k: [] for k in ("results", "efficiency", "items", "failures",
+                                                            "environments")}
     seen: dict[str, str] = {}
     all_splits: dict = {}
     for run in runs:
-        results, efficiency, items = collect([t for t in run["trials"] if t.state.name == "COMPLETE"])
+        results, efficiency, items = collect([t for t in run.trials if t.state.name == "COMPLETE"])
         for item in items["item"]:
             if item in seen:
-                raise LfubenchError(
-                    f"item {item} is in both {seen[item]} and {run['source']}; report these runs separately"
-                )
-            seen[item] = run["source"]
-        if "overlays" in items:  # paths relative to the run folder -> readable paths
-            root = Path(run["root"])
-            items["overlays"] = [
-                str(root / p) if isinstance(p, str) and p else None for p in items["overlays"]
-            ]
-            for p in items["overlays"].dropna():
-                if not Path(p).is_file():
-                    raise LfubenchError(
-                        f"{p}: overlays file named by the items of {run['source']} is missing"
-                    )
-        fails = failures(run["trials"])
-        known = {trial_item(t) for t in run["trials"]}
-        pending = [i for i in run.get("item_ids", []) if i not in known]  # items no trial has run yet
-        if pending:
-            fails = pd.concat(
-                [
-                    fails,
-                    pd.DataFrame(
-                        {"item": pending, "state": "pending", "attempts": 0, "reason": "not run yet"}
-                    ),
-                ],
-                ignore_index=True,
-            )
-        for key, df in (
-            ("results", results),
-            ("efficiency", efficiency),
-            ("items", items),
-            ("failures", fails),
-            ("environments", environments(run["trials"])),
-        ):
+                raise LfubenchError(f"item {item} is in both {seen[item]} and {run.source}; report these "
+                                    "runs separately")
+            seen[item] = run.source
+        items["overlays"] = _overlays(run, items)
+        for key, df in (("results", results), ("efficiency", efficiency), ("items", items),
+                        ("failures", _failures(run)), ("environments", environments(run.trials))):
             parts[key].append(df)
-        for name, sp in splits(run["trials"]).items():
+        for name, sp in splits(run.trials).items():
             all_splits.setdefault(name, sp)
-    return {
-        k: pd.concat([d for d in v if len(d.columns)], ignore_index=True)
-        if any(len(d.columns) for d in v)
-        else pd.DataFrame()
-        for k, v in parts.items()
-    } | {"splits": all_splits}
+    return {k: _concat(v) for k, v in parts.items()} | {"splits": all_splits}
+
+
+def report_inputs(runs: Sequence[LoadedRun], title: str, *, reference: str | None = None,
+                  seed: int = 0) -> ReportInputs:
+    """One typed input for the report of ``runs`` (merged)."""
+    from lfubench.reports.inputs import FAILURE_COLUMNS, ReportInputs
+    from lfubench.reports.schema import ReportInputError
+
+    data = gather(runs)
+    failures = data["failures"] if len(data["failures"].columns) else pd.DataFrame(columns=FAILURE_COLUMNS)
+    try:
+        return ReportInputs(
+            data["results"], data["efficiency"], data["items"], title, failures=failures,
+            environments=data["environments"], runs=[run_info(r) for r in runs], splits=data["splits"],
+            sweeps=[s for r in runs if (s := sweep_data(r)) is not None], versions=versions(),
+            reference=reference, seed=seed)
+    except ReportInputError as err:
+        raise LfubenchError(str(err)) from None
 
 
 def write_report(
     out: str | Path,
-    runs: Sequence[dict],
+    runs: Sequence[LoadedRun],
     title: str,
     *,
     reference: str | None = None,
@@ -279,30 +296,22 @@ def write_report(
     from lfubench.reports.build import build_outputs
     from lfubench.reports.schema import ReportInputError
 
-    data = gather(runs)
-    if reference is None:
-        firsts = [m["label"] for run in runs for m in (run.get("plan") or {}).get("models", [])[:1]]
-        reference = firsts[0] if firsts and firsts[0] in set(data["results"].get("label", [])) else None
+    inputs = report_inputs(runs, title, reference=reference, seed=seed)
     try:
-        return build_outputs(
-            out,
-            data["results"],
-            data["efficiency"],
-            data["items"],
-            title,
-            pdf=pdf,
-            failures=data["failures"],
-            environments=data["environments"],
-            runs=[{k: run.get(k) for k in ("source", "plan", "plan_text")} for run in runs],
-            splits=data["splits"],
-            versions=versions(),
-            reference=reference,
-            seed=seed,
-            report_name=report_name,
-            sweeps=sweep_sections(Path(out), runs),
-        )
+        return build_outputs(inputs, out, pdf=pdf, report_name=report_name)
     except ReportInputError as err:
         raise LfubenchError(str(err)) from None
+
+
+def _output(args: argparse.Namespace, runs: Sequence[LoadedRun]) -> Path:
+    if args.output:
+        output = Path(args.output)
+        if output.suffix.lower() != ".pdf":
+            raise LfubenchError(f"-o {output}: the report is a PDF; name a .pdf file")
+        return output
+    if len(runs) == 1 and args.runs:
+        return Path(args.runs[0]) / "report.pdf"
+    raise LfubenchError("-o/--output is required for several run folders or a storage")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -318,24 +327,10 @@ def run(args: argparse.Namespace) -> int:
         runs = [load_run(r) for r in args.runs]
     else:
         raise LfubenchError("name run folders, or --storage URL --study NAME")
-    if args.output:
-        output = Path(args.output)
-        if output.suffix.lower() != ".pdf":
-            raise LfubenchError(f"-o {output}: the report is a PDF; name a .pdf file")
-    elif len(runs) == 1 and args.runs:
-        output = Path(args.runs[0]) / "report.pdf"
-    else:
-        raise LfubenchError("-o/--output is required for several run folders or a storage")
-    names = list(dict.fromkeys((r.get("plan") or {}).get("name") or r["source"] for r in runs))
-    written = write_report(
-        output.parent,
-        runs,
-        f"lfubench: {', '.join(names)}",
-        reference=args.reference,
-        seed=args.seed,
-        pdf=not args.no_pdf,
-        report_name=output.name,
-    )
+    output = _output(args, runs)
+    names = list(dict.fromkeys(r.spec.name if r.spec is not None else r.source for r in runs))
+    written = write_report(output.parent, runs, f"lfubench: {', '.join(names)}", reference=args.reference,
+                           seed=args.seed, pdf=not args.no_pdf, report_name=output.name)
     n = sum(len(v) for v in written.values())
     print(f"wrote {n} files to {output.parent}" + (f"; report: {output}" if not args.no_pdf else ""))
     return 0

@@ -43,9 +43,9 @@ levels = [4]
 MODELS = [("unet", "U-Net w8", [0], 490_000, 8), ("lfunet", "LFU-Net w4", [4], 13_000, 4)]
 
 
-def _record(results, efficiency, items, item) -> dict:
+def _record(results, efficiency, items, item, run_dir=None) -> dict:
     it = items[items["item"] == item].iloc[0]
-    return {
+    return {"run_dir": run_dir} | {
         "metrics": results[results["item"] == item].to_dict("records"),
         "efficiency": efficiency[efficiency["item"] == item].to_dict("records"),
         "train": {"best_val_dice": 0.5, "best_epoch": 1, "epochs": 1, "steps": 4, "seconds": 3.0},
@@ -64,8 +64,9 @@ def _record(results, efficiency, items, item) -> dict:
     }
 
 
-def make_run(root, name: str, seed: int):
-    """A run folder: plan.toml and study.db with two COMPLETE items and one FAIL (UNet++)."""
+def make_run(root, name: str, seed: int, run_dir: bool = False):
+    """A run folder: plan.toml and study.db with two COMPLETE items and one FAIL (UNet++); with
+    ``run_dir``, the records name the folder they ran in (older ones do not)."""
     root.mkdir(parents=True)
     (root / "plan.toml").write_text(PLAN.format(name=name, seed=seed))
     results, efficiency, items = fake_run(root, seeds=(seed,), cases=6, models=MODELS, rng_seed=seed)
@@ -81,7 +82,8 @@ def make_run(root, name: str, seed: int):
         )
     }
     for item in items["item"]:
-        attrs = {"item": item, **_record(results, efficiency, items, item), "item_seconds": 5.0}
+        where = str(root.resolve()) if run_dir else None
+        attrs = {"item": item, **_record(results, efficiency, items, item, where), "item_seconds": 5.0}
         study.add_trial(
             optuna.trial.create_trial(params={"item": item}, distributions=dist, value=0.5, user_attrs=attrs)
         )
@@ -146,6 +148,43 @@ def test_report_from_a_storage(tmp_path):
         == 0
     )
     assert out.read_bytes()[:5] == b"%PDF-"
+
+
+def test_report_from_a_storage_finds_overlays_in_each_items_run_folder(tmp_path, monkeypatch):
+    """From another folder, without --plan: the overlays are found in the run folder each
+    record names."""
+    make_run(tmp_path / "a", "runa", 0, run_dir=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    out = tmp_path / "paper" / "s.pdf"
+    storage = f"sqlite:///{tmp_path / 'a' / 'study.db'}"
+    assert main(["report", "--storage", storage, "--study", "runa", "-o", str(out)]) == 0
+    assert (tmp_path / "paper" / "overlays_lits.png").is_file()
+    assert "overlay figure lacks" not in pdf(out)
+
+
+def test_overlays_out_of_reach_leave_the_report_without_that_figure(tmp_path, monkeypatch, caplog):
+    """Records without their run folder, read from elsewhere: the report is written without the
+    overlay figure and names the items it lacks."""
+    make_run(tmp_path / "a", "runa", 0)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    out = tmp_path / "s.pdf"
+    storage = f"sqlite:///{tmp_path / 'a' / 'study.db'}"
+    assert main(["report", "--storage", storage, "--study", "runa", "-o", str(out)]) == 0
+    assert not (tmp_path / "overlays_lits.pdf").exists()
+    text = pdf(out)
+    assert "the overlay figure lacks 2 items whose overlays file could not be read" in text
+    assert "U-Net w8|lits|s0 (" in text and "LFU-Net w4|lits|s0 (" in text
+    missing = tmp_path / "elsewhere" / "items" / "unet" / "overlays.npz"
+    assert f"U-Net w8|lits|s0 left out ({missing}: no such file)" in caplog.text
+    # the run folder named on the command line is where such records' overlays are
+    assert main(["report", str(tmp_path / "a"), "-o", str(tmp_path / "b" / "r.pdf")]) == 0
+    assert (tmp_path / "b" / "overlays_lits.pdf").is_file()
+
+
+def pdf(path) -> str:
+    return " ".join(" ".join(p.extract_text() for p in pypdf.PdfReader(path).pages).split())
 
 
 @pytest.mark.parametrize(

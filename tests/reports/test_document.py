@@ -12,6 +12,7 @@ import pytest
 
 from lfubench.reports.build import build_outputs
 from lfubench.reports.document import Doc, compile_pdf, escape
+from lfubench.reports.inputs import DatasetInfo, ReportInputs, RunInfo
 from lfubench.reports.overlays import pick_slices
 from lfubench.reports.schema import ReportInputError
 from lfubench.reports.text import format_number
@@ -25,17 +26,16 @@ def pdf_text(path) -> str:
     return " ".join(" ".join(page.extract_text() or "" for page in pypdf.PdfReader(path).pages).split())
 
 
-PLAN = {
-    "name": "fake",
-    "seeds": [0],
-    "train": {"epochs": 2, "batch_size": 8},
-    "datasets": [{"name": "lits", "kind": "lits", "cases": 8}, {"name": "brats", "kind": "phantom-brats"}],
-    "models": [
-        {"label": "U-Net w8", "base_width": 8},
-        {"label": "LFU-Net_w8 & #1", "base_width": 8},
-        {"label": "LFU-Net w4", "base_width": 4},
-    ],
-}
+RUN = RunInfo(
+    source="runs/fake",
+    name="fake",
+    plan_text='name = "fake"\nseeds = [0]\n',
+    datasets=(DatasetInfo("lits", "lits", False, {"kind": "lits", "cases": 8}),
+              DatasetInfo("brats", "phantom-brats", True, {"kind": "phantom-brats"})),
+    train={"epochs": 2, "batch_size": 8},
+    widths={"U-Net w8": 8, "LFU-Net_w8 & #1": 8, "LFU-Net w4": 4},
+    first_model="U-Net w8",
+)
 FAILURES = pd.DataFrame(
     {
         "item": ["UNet 3+ w8|lits|s0"],
@@ -62,18 +62,18 @@ ENV = pd.DataFrame(
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     results, efficiency, items = fake_run(out, datasets=("lits", "brats"), cases=6)
-    written = build_outputs(
-        out,
+    inputs = ReportInputs(
         results,
         efficiency,
         items,
         "lfubench: fake",
         failures=FAILURES,
         environments=ENV,
-        runs=[{"source": "runs/fake", "plan": PLAN, "plan_text": 'name = "fake"\nseeds = [0]\n'}],
+        runs=[RUN],
         splits={"lits": {"train": ["a", "b"], "val": ["c"], "test": ["case00", "case01"]}},
         versions={"numpy": "9.9.9"},
     )
+    written = build_outputs(inputs, out)
     return out, written, pdf_text(out / "report.pdf")
 
 
@@ -153,18 +153,63 @@ def test_escape_shows_every_punctuation_character(tmp_path):
     assert escape("a*b") == "a\\*b"
 
 
-def test_bad_overlays_file_is_one_clear_error(tmp_path):
+def test_unreadable_overlays_leave_the_figure_without_them(tmp_path, caplog):
+    """A missing and a malformed overlays file: the report is written, its overlay figure shows
+    the other models, and the log and the report's text name the items left out."""
     results, efficiency, items = fake_run(tmp_path, cases=3)
     bad = tmp_path / "bad.npz"
     np.savez(bad, case=np.array(["x"]))
     items.loc[0, "overlays"] = str(bad)
-    with pytest.raises(
-        ReportInputError, match="bad.npz: overlays file lacks slice, image, label, pred, classes"
-    ):
-        build_outputs(tmp_path / "out", results, efficiency, items, "t", pdf=False)
+    items.loc[1, "overlays"] = str(tmp_path / "elsewhere" / "overlays.npz")
+    out = tmp_path / "out"
+    written = build_outputs(ReportInputs(results, efficiency, items, "t"), out)
+    assert (out / "overlays_lits.pdf") in written["figures"]
+    text = pdf_text(out / "report.pdf")
+    assert "the overlay figure lacks 2 items whose overlays file could not be read" in text
+    assert "U-Net w8|lits|s0" in text
+    assert "bad.npz: overlays file lacks slice, image, label, pred, classes" in text
+    assert "LFU-Net_w8 & #1|lits|s0" in text and "elsewhere/overlays.npz: no such file" in text
+    assert "lits: U-Net w8|lits|s0 left out" in caplog.text
 
 
+def test_dollar_signs_in_labels_datasets_and_cases_render_literally(tmp_path):
+    """Labels, a dataset name and case ids with one or two '$' (and text that is not valid
+    mathtext between them) go through every figure and the PDF as they are."""
+    import matplotlib
+
+    from lfubench.reports.overlays import load_overlays, write_overlay_figure
+    from lfubench.reports.pareto import pareto_figure
+
+    models = [
+        ("unet", "U-$Net w8$ & #1$", [0], 490_000, 8),
+        ("lfunet", "LFU-Net $w8 100%$", [1, 2, 4], 48_000, 8),
+        ("unetpp", "UNet++ $5", [4], 230_000, 8),
+    ]
+    results, efficiency, items = fake_run(tmp_path, cases=4, models=models)
+    for df in (results, efficiency, items):
+        df["dataset"] = "lits $a$ & $b_c_d$"
+    results["case"] = "$" + results["case"] + "_x_y$"
+    written = build_outputs(ReportInputs(results, efficiency, items, "t"), tmp_path / "out")
+    assert len(written["figures"]) == 2 * 6  # pareto x3, levels, cases, overlays; PDF and PNG
+    text = pdf_text(tmp_path / "out" / "report.pdf")
+    assert "U-$Net w8$ & #1$" in text and "lits $a$ & $b_c_d$" in text and "UNet++ $5" in text
+    tex = (tmp_path / "out" / "table.tex").read_text()
+    assert r"U-\$Net w8\$ \& \#1\$" in tex
+    pts = pd.DataFrame({"label": ["a$b", "c"], "tag": ["a$b$c", "$x_1_2$"], "family": ["f$1$", "g"],
+                        "dataset": ["d"] * 2, "params": [1, 2], "dice": [0.5, 0.6]})
+    fig = pareto_figure(pts, "params", "dice", "d$_a_b$")
+    texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+    shown = [t for t in texts if "$" in t and "mathdefault" not in t]  # not the log axis' own ticks
+    assert len(shown) >= 4 and not any(matplotlib.cbook.is_math_text(t) for t in shown)  # never a formula
+    data = load_overlays(items["overlays"].iloc[0])
+    assert write_overlay_figure([("$a$", data), ("$b_1_2$", data)], tmp_path / "ov", "$t_1_2$") is not None
 def test_unknown_reference_is_refused(tmp_path):
     results, efficiency, items = fake_run(None, cases=3, overlays=False)
     with pytest.raises(ReportInputError, match="reference 'nope' is not a model of the run"):
-        build_outputs(tmp_path, results, efficiency, items, "t", pdf=False, reference="nope")
+        ReportInputs(results, efficiency, items, "t", reference="nope")
+
+
+def test_a_table_lacking_a_column_is_one_clear_error():
+    results, efficiency, items = fake_run(None, cases=3, overlays=False)
+    with pytest.raises(ReportInputError, match="the efficiency table lacks the column.s. gmacs"):
+        ReportInputs(results, efficiency.drop(columns=["gmacs"]), items)
