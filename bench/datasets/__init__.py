@@ -27,9 +27,9 @@ Glossary (one name per concept):
 - **kind**: a dataset's key, the name of its module: ``lits``, ``brats`` (:attr:`Dataset.kind`,
   :attr:`Case.kind <bench.datasets.base.Case>`, ``kind`` arguments of :mod:`bench.data`; the
   slice cache's ``meta.json`` stores it as ``config.dataset``, the key it has always had).
-- **plan kind**: the ``kind`` of a plan's ``[[datasets]]`` entry: a dataset kind (cases read
-  from ``root``) or ``phantom-`` + a dataset kind (cases generated); :data:`KINDS` maps each to
-  its dataset kind.
+- **plan kind**: the ``kind`` of a plan's ``[[datasets]]`` entry (``DatasetSpec.kind``): a dataset
+  kind (cases read from ``root``) or ``phantom-`` + a dataset kind (cases generated); :data:`KINDS`
+  maps each to its dataset kind (``DatasetSpec.dataset``).
 - **name**: a plan dataset entry's own label, used in item ids and tables (``DatasetSpec.name``);
   it may be anything, ``lits2017-full`` as well as ``lits``.
 - **layout**: one official arrangement of a dataset's files (:class:`Layout`): ``lits``, ``msd``

@@ -235,3 +235,15 @@ def test_an_incomplete_dataset_class_is_refused():
         Half()
     with pytest.raises(TypeError, match="not a bench.datasets.Dataset"):
         register_dataset(object())
+
+
+def test_cli_help_lists_every_dataset_and_layout_from_the_table(capsys):
+    from lfubench.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["data", "phantom", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{lits,brats}" in text
+    assert ("lits: lits (default, Training Batch 1/2) or msd (Task03_Liver); brats: brats2018 (default, "
+            "HGG/LGG), brats2020 (flat) or brats2023 (-t2f ... -seg)") in text
+    assert ".nii for lits, brats2020" in text
