@@ -26,10 +26,10 @@ a trial (:func:`store_record`), so a sweep trial and a plan item are alike in th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
-import re
 import threading
 import time
 import traceback
@@ -42,6 +42,9 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from lfubench.bench.errors import LfubenchError
+from lfubench.reports.record import ItemRecord
+
+from .run import masked_url
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -56,7 +59,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
     engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgres") else None
-    shown = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)  # never print a password
+    shown = masked_url(url)  # never print a password
     # local workers starting together on a new SQLite file create Optuna's tables one at a time
     # (SQLite reports the race as "table ... already exists"); a missing folder is reported below
     sqlite = url.startswith("sqlite:///") and Path(url[len("sqlite:///"):]).parent.is_dir()
@@ -170,13 +173,18 @@ def fail_lost(storage: optuna.storages.BaseStorage, running: Sequence, grace_s: 
     return lost
 
 
-def store_record(storage: optuna.storages.BaseStorage, trial_id: int, record: dict, seconds: float) -> None:
-    """Store an item's record on its trial: each key (but ``value``) as a user attribute, and
-    ``item_seconds``. Plan items and sweep trials store the same record."""
-    for key, value in record.items():
-        if key != "value":
-            storage.set_trial_user_attr(trial_id, key, json.loads(json.dumps(value)))
-    storage.set_trial_user_attr(trial_id, "item_seconds", seconds)
+def store_record(storage: optuna.storages.BaseStorage, trial_id: int, record: ItemRecord | dict,
+                 seconds: float) -> dict:
+    """Store an item's record on its trial, one user attribute per field
+    (:meth:`ItemRecord.to_attrs`, with ``item_seconds``; a plain dict: one per key), and return
+    the attributes stored. Plan items and sweep trials store the same record."""
+    if isinstance(record, ItemRecord):
+        attrs = dataclasses.replace(record, item_seconds=seconds).to_attrs()
+    else:
+        attrs = {**record, "item_seconds": seconds}
+    for key, value in attrs.items():
+        storage.set_trial_user_attr(trial_id, key, json.loads(json.dumps(value)))
+    return attrs
 
 
 @dataclass
@@ -274,8 +282,8 @@ class Engine:
                 self.study.tell(trial, state=TrialState.FAIL)
                 counts["failed"] += 1
                 continue
-            store_record(self.storage, trial._trial_id, figures, time.perf_counter() - started)
-            self.study.tell(trial, float(figures.get("value", float("nan"))))
+            stored = store_record(self.storage, trial._trial_id, figures, time.perf_counter() - started)
+            self.study.tell(trial, float(stored.get("value", float("nan"))))
             counts["complete"] += 1
         return counts
 

@@ -1,32 +1,20 @@
 """One plan item, start to finish: dataset, cache, splits, training, evaluation at every
-pruning level, complexity and latency -- and the run folder that holds it all.
-
-Run folder (``runs/NAME`` by default)::
-
-    plan.toml           the effective plan (file + --set overrides, every default filled in)
-    study.db            the Optuna storage (SQLite) unless --storage names another
-    data/<dataset>/     generated phantoms, in the real LiTS / BraTS 2018 layouts
-    cache/              preprocessed slice caches (one per dataset and preprocessing), each
-                        with its splits (one file per split setting)
-    items/<item>/       best.pt (state dict), model.json (its create_model config), train.json and
-                        overlays.npz of each item; finetune/best.pt for a channel-pruned one
-    results.csv, results.parquet, efficiency.csv, items.csv, table.{csv,md,tex}, pareto_*.png,
-    report.pdf
+pruning level, complexity and latency, in the item's run folder (:class:`studies.run.Run`
+holds its layout).
 
 Splits are made per dataset from its case ids (case level, seeded by the dataset's
 ``split_seed``) and are the same for every model and seed of the plan; the item's seed drives
 the model initialisation, the training-slice draw and the loader order. Every figure of an
-item is returned as one JSON-able record whose tables follow :mod:`reports.schema`.
+item is returned as one :class:`reports.record.ItemRecord` whose tables follow
+:mod:`reports.schema`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -53,19 +41,14 @@ from lfubench.bench.environment import environment_record, torch_threads
 from lfubench.bench.evaluate import evaluate_cases, overlay_slices
 from lfubench.bench.latency import profile
 from lfubench.bench.train import TrainConfig, seed_everything, train
+from lfubench.reports.record import ItemRecord
 from lfubench.reports.schema import EFFICIENCY_COLUMNS, RESULT_COLUMNS, row
 
 from .plan import Item, Plan
+from .run import Run
 from .schema import DatasetSpec, ModelSpec
 
 log = logging.getLogger(__name__)
-
-
-def slug(text: str) -> str:
-    """A folder name for ``text``: its safe characters plus a short hash, so distinct texts
-    never share a folder (``UNet++`` and ``UNet+`` both reduce to ``UNet``)."""
-    safe = re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
-    return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
 
 
 class CacheSlices(Dataset):
@@ -96,7 +79,7 @@ def dataset_root(spec: DatasetSpec, run_dir: Path) -> Path:
     """
     if not spec.phantom:
         return Path(spec.root)
-    final = run_dir / "data" / spec.name
+    final = Run(run_dir).data_dir / spec.name
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +109,7 @@ def dataset_cache(spec: DatasetSpec, run_dir: Path):
         return _OPENED[key]
     root = dataset_root(spec, run_dir)
     config = PreprocessConfig(spec.dataset, size=spec.size)
-    path = prepare_cache(spec.dataset, root, run_dir / "cache", config, progress=True)
+    path = prepare_cache(spec.dataset, root, Run(run_dir).cache_dir, config, progress=True)
     cache = open_cache(path)
     n = len(cache.case_ids)
     folds = spec.folds or min(5, max(2, n - max(1, round(spec.test * n))))
@@ -232,8 +215,9 @@ def _train_info(result, config: TrainConfig) -> dict:
 
 
 def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
-             on_validation: Callable[[int, float], None] | None = None) -> dict:
-    """Train and evaluate one plan item; return every figure (JSON-able) for its trial.
+             on_validation: Callable[[int, float], None] | None = None) -> ItemRecord:
+    """Train and evaluate one plan item in the run folder ``run_dir``; return its record (every
+    figure, stored on its trial).
 
     A channel-pruned entry (``prune_ratio > 0``) in ``finetune`` mode trains the full model,
     evaluates and measures it (stage ``before-pruning``), prunes it and fine-tunes the pruned
@@ -246,6 +230,7 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
     trial by it.
     """
     run_dir = Path(run_dir)
+    run = Run(run_dir)
     spec, dspec = item.model, item.dataset
     cache, splits = dataset_cache(dspec, run_dir)
     device = plan.measure.device
@@ -263,7 +248,7 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
     train_set = CacheSlices(cache, training_slices(cache, splits["train"], seed=item.seed))
     val_idx = [i for cid in splits["val"] for i in cache.case_indices(cid)]
     val_set = CacheSlices(cache, val_idx)
-    out = run_dir / "items" / slug(item.id)
+    out = run.item_dir(item.id)
     result = train(model, train_set, val_set, num_classes, config, out, on_validation=on_validation)
     precision = result.settings["precision"]
     train_info = _train_info(result, config)
@@ -300,14 +285,16 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
     value = float(np.mean([r["value"] for r in top_rows])) if top_rows else float("nan")
     (out / "train.json").write_text(json.dumps(train_info, indent=1))
     size = cache.meta["size"]
-    record = {"value": value, "metrics": metrics, "efficiency": efficiency, "train": train_info,
-              "checkpoint": str(checkpoint), "model_config": model.config, "env": environment_record(device),
-              "empty": dspec.empty, "overlays": str((out / "overlays.npz").relative_to(run_dir)),
-              "conventions": item_conventions(dspec, plan, f"{cache.in_channels}x{size}x{size}"),
-              "splits": {k: splits[k] for k in ("train", "val", "test")}}
+    pruned = None
     if pruning is not None:
         info = pruning.to_dict()
         info.pop("kept")  # which channels: in the checkpoint's shapes; the record keeps the figures
-        record["pruning"] = {**info, "mode": spec.prune_mode,
-                             "finetune_epochs": (train_info.get("finetune") or {}).get("epochs", 0)}
-    return record
+        pruned = {**info, "mode": spec.prune_mode,
+                  "finetune_epochs": (train_info.get("finetune") or {}).get("epochs", 0)}
+    return ItemRecord(
+        item=item.id, model=spec.name, label=spec.label, dataset=dspec.name, seed=item.seed, value=value,
+        metrics=metrics, efficiency=efficiency, train=train_info, checkpoint=str(checkpoint),
+        model_config=model.config, env=environment_record(device), empty=dspec.empty,
+        overlays=str((out / "overlays.npz").relative_to(run_dir)), run_dir=str(run_dir.resolve()),
+        conventions=item_conventions(dspec, plan, f"{cache.in_channels}x{size}x{size}"),
+        splits={k: splits[k] for k in ("train", "val", "test")}, pruning=pruned)

@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from lfubench.reports.record import ItemRecord
+
 log = logging.getLogger("lfubench.cli.bench")
 
 
@@ -45,18 +47,18 @@ class PlanProgress:
         log.info("item %d/%d %s: started (budget %s)", self.k, self.n, item_id, self.budget)
         return time.perf_counter()
 
-    def finished(self, item_id: str, record: dict, t0: float, remaining: int | None = None) -> None:
+    def finished(self, item_id: str, record: ItemRecord, t0: float, remaining: int | None = None) -> None:
         """Log the end: time, scores, size; with ``remaining`` (items not yet complete), an
         estimate of the time left at this worker's mean item time."""
         self.ran += 1
         self.seconds += time.perf_counter() - t0
-        rows = [r for r in record["metrics"] if r.get("stage", "final") == "final"]  # the delivered model
+        rows = [r for r in record.metrics if r.get("stage", "final") == "final"]  # the delivered model
         top = max(r["level"] for r in rows)
         dice = {}
         for r in rows:
             if r["level"] == top and r["metric"] == "dice" and r["value"] is not None:
                 dice.setdefault(r["region"], []).append(r["value"])
-        final = [e for e in record["efficiency"] if e.get("stage", "final") == "final"]
+        final = [e for e in record.efficiency if e.get("stage", "final") == "final"]
         eff = next((e for e in final if e["level"] == top), {})
         scores = ", ".join(f"{region} {np.mean(v):.4f}" for region, v in dice.items())
         level = f" L{top}" if top else ""
@@ -64,7 +66,7 @@ class PlanProgress:
         if remaining:
             left = f"; about {_duration(remaining * self.seconds / self.ran)} left for {remaining} item(s)"
         log.info("item %d/%d %s: done in %.1f s; best val Dice %.4f; test Dice%s %s; %s params, %.4g GMACs%s",
-                 self.k, self.n, item_id, time.perf_counter() - t0, record["train"]["best_val_dice"], level,
+                 self.k, self.n, item_id, time.perf_counter() - t0, record.train["best_val_dice"], level,
                  scores, f"{eff.get('params', 0):,}", eff.get("gmacs", float("nan")), left)
         self._advance()
 

@@ -1,8 +1,9 @@
 """From stored trials to the tidy tables of :mod:`reports.schema`.
 
-Each COMPLETE trial of a plan holds the record :func:`studies.pipeline.run_item` returned
-(its user attributes). This module is the one place that reads those attributes; reports
-receive DataFrames and know nothing of Optuna.
+Each COMPLETE trial of a plan or a sweep holds the :class:`reports.record.ItemRecord` that
+:func:`studies.pipeline.run_item` returned (stored as its user attributes). This module reads
+trials; a record is read only through :meth:`ItemRecord.from_attrs`. Reports receive DataFrames
+and records, and know nothing of Optuna.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from lfubench.reports.record import ItemRecord
 from lfubench.reports.schema import (
     CONVENTION_COLUMNS,
     EFFICIENCY_COLUMNS,
@@ -21,32 +23,47 @@ from lfubench.reports.schema import (
 )
 
 
-def item_row(record: dict, item_seconds: float | None = None) -> dict:
-    """The :data:`reports.schema.ITEM_COLUMNS` row of one item's record."""
-    first = (record.get("metrics") or [{}])[0]
-    train = record["train"]
-    conv = record.get("conventions", {})
-    pruning = record.get("pruning") or {}
-    return row(ITEM_COLUMNS, item=first.get("item"), model=first.get("model"), label=first.get("label"),
-               dataset=first.get("dataset"), seed=first.get("seed"), empty=record.get("empty"),
-               best_val_dice=train["best_val_dice"], best_epoch=train["best_epoch"], epochs=train["epochs"],
-               steps=train["steps"], train_seconds=train["seconds"], item_seconds=item_seconds,
+def item_row(record: ItemRecord | dict, item_seconds: float | None = None) -> dict:
+    """The :data:`reports.schema.ITEM_COLUMNS` row of one item's record (an
+    :class:`ItemRecord` or its stored attributes); ``item_seconds`` defaults to the record's."""
+    rec = record if isinstance(record, ItemRecord) else ItemRecord.from_attrs(record)
+    train = rec.train
+    conv = rec.conventions or {}
+    pruning = rec.pruning or {}
+    return row(ITEM_COLUMNS, item=rec.item, model=rec.model, label=rec.label, dataset=rec.dataset,
+               seed=rec.seed, empty=rec.empty, best_val_dice=train["best_val_dice"],
+               best_epoch=train["best_epoch"], epochs=train["epochs"], steps=train["steps"],
+               train_seconds=train["seconds"],
+               item_seconds=item_seconds if item_seconds is not None else rec.item_seconds,
                prune_ratio=pruning.get("ratio", 0.0), prune_achieved=pruning.get("channel_ratio"),
                prune_importance=pruning.get("importance"), prune_scope=pruning.get("scope"),
                prune_mode=pruning.get("mode"), finetune_epochs=pruning.get("finetune_epochs"),
-               prune_seconds=pruning.get("seconds"), overlays=record.get("overlays"),
+               prune_seconds=pruning.get("seconds"), overlays=rec.overlays,
                **{c: conv.get(c) for c in CONVENTION_COLUMNS})
 
 
+def records(trials: Sequence) -> list[ItemRecord]:
+    """The records of the COMPLETE trials among ``trials`` (those that hold one)."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            rec = ItemRecord.from_attrs(t.user_attrs)
+            if rec.metrics:
+                out.append(rec)
+    return out
+
+
 def collect(trials: Sequence) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Results, efficiency and item tables of COMPLETE trials (their user attributes)."""
+    """Results, efficiency and item tables of COMPLETE trials (their records)."""
     results, efficiency, items = [], [], []
     for t in trials:
-        attrs = t.user_attrs
-        results += attrs.get("metrics", [])
-        efficiency += attrs.get("efficiency", [])
-        if attrs.get("metrics") and "train" in attrs:
-            items.append(item_row(attrs, attrs.get("item_seconds")))
+        rec = ItemRecord.from_attrs(t.user_attrs)
+        results += rec.metrics
+        efficiency += rec.efficiency
+        if rec.metrics and rec.train is not None:
+            items.append(item_row(rec))
     return frame(results, RESULT_COLUMNS), frame(efficiency, EFFICIENCY_COLUMNS), frame(items, ITEM_COLUMNS)
 
 
@@ -85,22 +102,22 @@ def environments(trials: Sequence) -> pd.DataFrame:
     ``item`` and the record's fields."""
     from optuna.trial import TrialState
 
-    rows = [{"item": trial_item(t), **t.user_attrs["env"]} for t in trials
-            if t.state == TrialState.COMPLETE and isinstance(t.user_attrs.get("env"), dict)]
+    rows = []
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            env = ItemRecord.from_attrs(t.user_attrs).env
+            if isinstance(env, dict):
+                rows.append({"item": trial_item(t), **env})
     return pd.DataFrame(rows)
 
 
 def splits(trials: Sequence) -> dict[str, dict[str, list[str]]]:
     """Per dataset, the case ids of its train, val and test splits, as the COMPLETE trials
     recorded them (the same for every item of a dataset)."""
-    from optuna.trial import TrialState
-
     out: dict[str, dict[str, list[str]]] = {}
-    for t in trials:
-        attrs = t.user_attrs
-        if t.state != TrialState.COMPLETE or not attrs.get("metrics") or "splits" not in attrs:
-            continue
-        out.setdefault(attrs["metrics"][0]["dataset"], {k: list(v) for k, v in attrs["splits"].items()})
+    for rec in records(trials):
+        if rec.splits is not None:
+            out.setdefault(rec.dataset, {k: list(v) for k, v in rec.splits.items()})
     return out
 
 
@@ -111,12 +128,13 @@ def load_trials(storage_url: str, study_name: str) -> list:
     from lfubench.bench.errors import LfubenchError
 
     from .engine import make_storage
+    from .run import masked_url
 
     storage = make_storage(storage_url)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise LfubenchError(f"storage {storage_url} has no study {study_name!r}"
+        raise LfubenchError(f"storage {masked_url(storage_url)} has no study {study_name!r}"
                             + (f"; it has: {', '.join(names)}" if names else "; it has none")) from None
     return study.get_trials(deepcopy=False)

@@ -264,8 +264,8 @@ class Sweep:
                 if on_start:
                     on_start(trial, spec)
                 record = evaluate(spec, trial)
-                store_record(self.storage, tid, record, time.perf_counter() - t0)
-                figures = record_figures(record, self.objectives.figures_needed, self.spec.measure)
+                stored = store_record(self.storage, tid, record, time.perf_counter() - t0)
+                figures = record_figures(stored, self.objectives.figures_needed, self.spec.measure)
         except optuna.TrialPruned as err:  # stopped by the pruner: its slot is used
             epoch = self.storage.get_trial(tid).last_step
             log.info("trial %d %s", trial.number, err)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -41,78 +39,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def write_effective_plan(plan, out: Path) -> None:
-    """Keep the effective plan in the run folder; refuse a folder that holds a different one
-    (finished items would otherwise be mixed with items of other settings)."""
-    import tomllib
-
-    import tomli_w
-
-    path = out / "plan.toml"
-    effective = plan.to_dict()
-    if path.exists():
-        try:
-            kept = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError:
-            kept = None
-        if kept != effective:
-            changed = sorted(k for k in set(effective) | set(kept or {})
-                             if (kept or {}).get(k) != effective.get(k))
-            raise LfubenchError(f"{out} holds a run of a different plan (differs in: {', '.join(changed)}); "
-                                "choose another --out, or delete the folder to start over")
-        return
-    tmp = path.with_name(".plan.toml.tmp")
-    tmp.write_text(f"# the effective plan of this run: {plan.path} with its --set overrides, defaults "
-                   f"filled in\n{tomli_w.dumps(effective)}")
-    tmp.replace(path)
-
-
-def _devices(text: str | None, workers: int) -> list[str | None]:
-    """One entry per worker: the CUDA device index it may see, or None (all visible)."""
-    if workers < 1:
-        raise LfubenchError(f"--workers must be at least 1, got {workers}")
-    if not text:
-        return [None] * workers
-    devices = [d.strip() for d in text.split(",") if d.strip()]
-    if not devices or any(not re.fullmatch(r"cuda:\d+", d) for d in devices):
-        raise LfubenchError(f"--devices must look like cuda:0,cuda:1, got {text!r}")
-    if len(set(devices)) != len(devices):
-        raise LfubenchError(f"--devices names a device twice: {text!r}")
-    if workers not in (1, len(devices)):
-        raise LfubenchError(f"--workers {workers} does not match the {len(devices)} --devices "
-                            "(one worker each)")
-    return [d.split(":")[1] for d in devices]
-
-
-def _spawn_workers(args: argparse.Namespace, out: Path, storage: str, devices: list[str | None]) -> list[int]:
-    """Start one ``lfubench bench`` process per worker on the same storage; return their exit codes."""
-    procs = []
-    for k, device in enumerate(devices):
-        cmd = [sys.executable, "-m", "lfubench", "bench", args.plan, "--out", str(out), "--storage", storage,
-               "--grace", str(args.grace), "--no-report", "--no-progress", "--worker-tag", f"w{k}"]
-        cmd += [f"--set={item}" for item in args.set]
-        if args.max_items is not None:
-            cmd += ["--max-items", str(args.max_items)]
-        env = dict(os.environ)
-        if device is not None:
-            env["CUDA_VISIBLE_DEVICES"] = device
-        procs.append(subprocess.Popen(cmd, env=env))
-    return [proc.wait() for proc in procs]
-
-
-def _work(args, plan, out: Path, engine, items: dict, done_before: int) -> dict:
+def _work(args, plan, run, engine, items: dict, done_before: int) -> dict:
     """This process's share of the items, one by one, each logged when it starts and ends."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from lfubench.reports.record import ItemRecord
     from lfubench.studies.pipeline import budget, run_item
     from lfubench.studies.progress import PlanProgress
 
     progress = PlanProgress(len(items), done_before, budget(plan), bar=not args.no_progress)
 
-    def work(item_id: str) -> dict:
+    def work(item_id: str) -> ItemRecord:
         t0 = progress.start(item_id, sum(v in ("complete", "running") for v in engine.status().values()))
         try:
-            record = run_item(items[item_id], plan, out, progress=not args.no_progress)
+            record = run_item(items[item_id], plan, run.folder, progress=not args.no_progress)
         except Exception as err:
             progress.failed_item(item_id, err, t0)
             raise
@@ -127,26 +67,23 @@ def _work(args, plan, out: Path, engine, items: dict, done_before: int) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from lfubench.studies.engine import Engine, EngineConfig
-    from lfubench.studies.plan import check_devices, load_plan
+    from lfubench.studies.plan import load_plan
+    from lfubench.studies.run import Run, spawn_workers, tag_worker_logs, worker_devices
 
     if args.worker_tag:
-        tagged = logging.Formatter(f"[{args.worker_tag}] %(levelname)s %(name)s: %(message)s")
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(tagged)
-    devices = _devices(args.devices, args.workers)
+        tag_worker_logs(args.worker_tag)
+    devices = worker_devices(args.devices, args.workers)
     plan = load_plan(args.plan, overrides=args.set)
-    check_devices(plan, args.devices)  # a plan this machine cannot run stops here, in one line
-    out = Path(args.out or Path("runs") / plan.name)
-    out.mkdir(parents=True, exist_ok=True)
-    write_effective_plan(plan, out)
-    storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    run = Run(args.out or Path("runs") / plan.name, args.storage)
+    out = run.folder
+    run.write_effective(plan)
     items = {item.id: item for item in plan.items()}
     config = EngineConfig(heartbeat_s=min(10.0, args.grace / 6), grace_s=args.grace)
-    engine = Engine(storage, plan.name, list(items), config)
+    engine = Engine(run.storage_url, plan.name, list(items), config)
     engine.sync()  # enqueue once, before any worker starts
     done_before = sum(v == "complete" for v in engine.status().values())
     log.info("plan %s: %d items, %d already complete; storage %s",
-             plan.name, len(items), done_before, storage)
+             plan.name, len(items), done_before, run.storage_shown)
     if len(devices) > 1:
         threads = max(plan.train.threads or 0, plan.measure.threads or 0)
         if threads and len(devices) * threads > (os.cpu_count() or 1):
@@ -154,15 +91,16 @@ def run(args: argparse.Namespace) -> int:
                         len(devices), threads, os.cpu_count())
         log.info("starting %d workers%s", len(devices),
                  "" if devices[0] is None else " on " + ", ".join(f"cuda:{d}" for d in devices))
-        codes = _spawn_workers(args, out, storage, devices)
-        if any(code not in (0, 2) for code in codes):
-            raise LfubenchError(f"worker exit codes {codes}: a worker was killed or crashed; "
-                                "run again to resume")
+        extra = ["--grace", str(args.grace), "--no-report", "--no-progress"]
+        extra += [f"--set={item}" for item in args.set]
+        if args.max_items is not None:
+            extra += ["--max-items", str(args.max_items)]
+        spawn_workers(["bench", args.plan], out, run.storage_url, devices, extra)
         status = engine.status()
         counts = {"complete": sum(v == "complete" for v in status.values()) - done_before,
                   "failed": sum(v == "failed" for v in status.values())}
     else:
-        counts = _work(args, plan, out, engine, items, done_before)
+        counts = _work(args, plan, run, engine, items, done_before)
     status = engine.status()
     for item_id, state in status.items():
         if state == "failed":

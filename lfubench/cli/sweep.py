@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,9 +14,6 @@ from pathlib import Path
 from lfubench.bench.errors import LfubenchError
 
 log = logging.getLogger(__name__)
-
-#: the study-file keys the run folder must agree on (a budget or sampler may change between runs)
-FIXED_KEYS = ("seed", "train", "measure", "datasets", "search", "objectives")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,70 +58,42 @@ def _target(args) -> tuple[str, str]:
     return "run", t[0]
 
 
-def write_effective_study(study, out: Path) -> None:
-    """Keep the effective study file in the run folder; refuse a folder holding a study that
-    differs in what its trials mean (a new budget or sampler is fine)."""
-    import tomllib
+def _run(args, study):
+    """The study's run folder (``--out``, default ``runs/<study name>``) and storage."""
+    from lfubench.studies.run import Run
 
-    import tomli_w
-
-    path = out / "study.toml"
-    effective = study.to_dict()
-    if path.exists():
-        try:
-            kept = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError:
-            kept = {}
-        changed = [k for k in FIXED_KEYS if kept.get(k) != effective.get(k)]
-        if changed:
-            raise LfubenchError(f"{out} holds a sweep of a different study (differs in: "
-                                f"{', '.join(changed)}); choose another --out, or delete the folder to start "
-                                "over")
-    tmp = path.with_name(".study.toml.tmp")
-    tmp.write_text(f"# the effective study of this run: {study.path} with its --set overrides, defaults "
-                   f"filled in\n{tomli_w.dumps(effective)}")
-    tmp.replace(path)
-
-
-def _paths(args, study) -> tuple[Path, str]:
-    out = Path(args.out or Path("runs") / study.name)
-    storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    return out, storage
+    return Run(args.out or Path("runs") / study.name, args.storage)
 
 
 def run(args: argparse.Namespace) -> int:
-    from lfubench.studies.plan import check_devices
+    from lfubench.studies.run import tag_worker_logs
     from lfubench.studies.sweepfile import load_study
 
     mode, path = _target(args)
     if args.worker_tag:
-        tagged = logging.Formatter(f"[{args.worker_tag}] %(levelname)s %(name)s: %(message)s")
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(tagged)
+        tag_worker_logs(args.worker_tag)
     study = load_study(path, overrides=args.set)
     if mode == "show":
         return show(args, study)
-    check_devices(study, args.devices)  # a study this machine cannot run stops here, in one line
     return run_sweep(args, study)
 
 
 def run_sweep(args: argparse.Namespace, study) -> int:
-    from lfubench.cli.bench import _devices
     from lfubench.studies.engine import EngineConfig
+    from lfubench.studies.run import spawn_workers, worker_devices
     from lfubench.studies.sweep import Sweep
 
-    devices = _devices(args.devices, args.workers)
+    devices = worker_devices(args.devices, args.workers)
     if args.max_trials is not None and args.max_trials < 1:
         raise LfubenchError(f"--max-trials must be at least 1, got {args.max_trials}")
-    out, storage = _paths(args, study)
-    out.mkdir(parents=True, exist_ok=True)
-    write_effective_study(study, out)
+    run = _run(args, study)
+    run.write_effective(study)
     config = EngineConfig(heartbeat_s=min(10.0, args.grace / 6), grace_s=args.grace)
     if args.threads:
         for section in (study.train, study.measure):
             if section.threads is None:
                 section.threads = args.threads
-    sweep = Sweep(study, storage, config)
+    sweep = Sweep(study, run.storage_url, config)
     budget = f"{study.settings.n_trials} trials" if study.settings.n_trials else "no trial limit"
     if study.settings.timeout:
         budget += f", {study.settings.timeout:g} s per worker"
@@ -137,26 +105,29 @@ def run_sweep(args: argparse.Namespace, study) -> int:
                  study.name, budget, before["complete"] + before["failed"] + before["pruned"],
                  study.sampler.name, study.sampler.seed,
                  ", ".join(f"{d} {n}" for n, d in zip(study.objectives.names, study.objectives.directions,
-                                                       strict=True)), storage)
+                                                       strict=True)), run.storage_shown)
     if len(devices) > 1:
         threads = max(1, (os.cpu_count() or 1) // len(devices))
         set_threads = study.train.threads is None or study.measure.threads is None
         log.info("starting %d workers%s%s", len(devices),
                  "" if devices[0] is None else " on " + ", ".join(f"cuda:{d}" for d in devices),
                  f", {threads} CPU thread(s) each" if set_threads else "")
-        codes = _spawn_workers(args, out, storage, devices, threads)
-        if any(code not in (0, 2) for code in codes):
-            raise LfubenchError(f"worker exit codes {codes}: a worker was killed or crashed; run again to "
-                                "resume")
+        extra = ["--grace", str(args.grace), "--no-show", "--no-progress", "--threads", str(threads)]
+        extra += [f"--set={item}" for item in args.set]
+        if args.max_trials is not None:
+            extra += ["--max-trials", str(args.max_trials)]
+        spawn_workers(["sweep", _target(args)[1]], run.folder, run.storage_url, devices, extra,
+                      env={"OMP_NUM_THREADS": str(threads)})
     else:
-        _work(args, study, sweep, out)
+        _work(args, study, sweep, run.folder)
     if args.worker_tag:
         return 0
     counts = sweep.counts()
     print(f"sweep {study.name}: {counts['complete']} complete, {counts['failed']} failed, "
           f"{counts['pruned']} pruned"
           + (f", {counts['running']} running elsewhere" if counts["running"] else "")
-          + (f", {counts['waiting']} waiting" if counts["waiting"] else "") + f"; storage {storage}")
+          + (f", {counts['waiting']} waiting" if counts["waiting"] else "")
+          + f"; storage {run.storage_shown}")
     ran = sum(counts[k] - before[k] for k in ("complete", "failed", "pruned"))
     hours = (time.perf_counter() - t0) / 3600
     if ran:
@@ -202,44 +173,19 @@ def _work(args, study, sweep, out: Path) -> dict:
     return counts
 
 
-def _spawn_workers(args, out: Path, storage: str, devices: list, threads: int) -> list[int]:
-    """One ``lfubench sweep`` process per worker on the same storage; return their exit codes."""
-    procs = []
-    _, path = _target(args)
-    for k, device in enumerate(devices):
-        cmd = [sys.executable, "-m", "lfubench", "sweep", path, "--out", str(out), "--storage", storage,
-               "--grace", str(args.grace), "--no-show", "--no-progress", "--worker-tag", f"w{k}",
-               "--threads", str(threads)]
-        cmd += [f"--set={item}" for item in args.set]
-        if args.max_trials is not None:
-            cmd += ["--max-trials", str(args.max_trials)]
-        env = dict(os.environ)
-        env.setdefault("OMP_NUM_THREADS", str(threads))
-        if device is not None:
-            env["CUDA_VISIBLE_DEVICES"] = device
-        procs.append(subprocess.Popen(cmd, env=env))
-    return [proc.wait() for proc in procs]
-
-
 def show(args: argparse.Namespace, study) -> int:
     """Print the front and write the sweep's tables and figures into OUT/sweep/."""
-    from lfubench.reports.sweeps import format_front, front_table, write_sweep_outputs
-    from lfubench.studies.sweep import hypervolume_history, importances, open_sweep, trials_frame
+    from lfubench.reports.sweeps import format_front
 
-    out, storage = _paths(args, study)
-    if not args.storage and not (out / "study.db").exists():
-        raise LfubenchError(f"no sweep storage at {out / 'study.db'}; run 'lfubench sweep {study.path}' "
+    run = _run(args, study)
+    if run.own_storage and not run.db.exists():
+        raise LfubenchError(f"no sweep storage at {run.db}; run 'lfubench sweep {study.path}' "
                             "first, or give --storage / --out")
-    stored = open_sweep(study, storage)
-    trials = trials_frame(stored, study)
-    objectives = list(zip(study.objectives.names, study.objectives.directions, strict=True))
-    hv = hypervolume_history(trials, study)
-    imp = importances(stored, study)
-    written = write_sweep_outputs(out / "sweep", trials, hv, imp, objectives, f"sweep: {study.name}")
-    front = front_table(trials, objectives)
-    n_done = int((trials["state"] == "complete").sum()) if not trials.empty else 0
-    n_failed = int((trials["state"] == "fail").sum()) if not trials.empty else 0
-    n_pruned = int((trials["state"] == "pruned").sum()) if not trials.empty else 0
+    results = run.sweep_results(study)
+    trials, hv, imp = results.trials, results.history, results.importances
+    written = results.write(run.sweep_dir)
+    front = results.front()
+    n_done, n_failed, n_pruned = results.count("complete"), results.count("fail"), results.count("pruned")
     cons = "; constraints " + ", ".join(c.text for c in study.objectives.constraints) \
         if study.objectives.constraints else ""
     header = (f"Pareto front of sweep {study.name}: {len(front)} of {n_done} complete trials "

@@ -111,7 +111,8 @@ def test_show_without_a_storage_and_bad_targets_are_one_line(tmp_path, capsys):
     assert "one study file expected" in capsys.readouterr().err
     assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
     missing = tmp_path / "missing.toml"
-    assert capsys.readouterr().err.strip() == f"lfubench sweep: error: {missing}: study file not found"
+    assert capsys.readouterr().err.strip() == (f"lfubench sweep: error: {missing}: study file not found "
+                                               "(not a file, nor a shipped study: brats, lits, smoke)")
 
 
 def test_set_a_per_family_search_setting_on_the_command_line(tmp_path, capsys):

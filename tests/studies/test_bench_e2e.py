@@ -11,9 +11,9 @@ import pytest
 from lfubench.bench.data import write_phantom
 from lfubench.bench.errors import LfubenchError
 from lfubench.cli import main
-from lfubench.cli.bench import _devices
 from lfubench.studies.pipeline import run_item
 from lfubench.studies.plan import load_plan
+from lfubench.studies.run import worker_devices
 
 from ._plans import TINY_SECTIONS
 
@@ -93,8 +93,8 @@ def test_same_seed_gives_identical_metrics(tmp_path):
     item = plan.items()[0]
     a = run_item(item, plan, tmp_path / "a", progress=False)
     b = run_item(item, plan, tmp_path / "b", progress=False)
-    assert a["metrics"] == b["metrics"]
-    assert a["train"]["history"][-1]["loss"] == b["train"]["history"][-1]["loss"]
+    assert a.metrics == b.metrics
+    assert a.train["history"][-1]["loss"] == b.train["history"][-1]["loss"]
 
 
 def test_unreadable_dataset_fails_its_items_and_the_rest_complete(tmp_path, capsys, caplog):
@@ -198,7 +198,7 @@ def test_two_local_workers_share_a_plan(tmp_path, capsys):
     assert states == ["COMPLETE", "COMPLETE"]
     assert len(pd.read_csv(out / "items.csv")) == 2
     with pytest.raises(LfubenchError, match="--devices must look like cuda:0,cuda:1"):
-        _devices("gpu0", 1)
+        worker_devices("gpu0", 1)
     with pytest.raises(LfubenchError, match="does not match the 2 --devices"):
-        _devices("cuda:0,cuda:1", 3)
-    assert _devices("cuda:0,cuda:3", 1) == ["0", "3"] and _devices(None, 2) == [None, None]
+        worker_devices("cuda:0,cuda:1", 3)
+    assert worker_devices("cuda:0,cuda:3", 1) == ["0", "3"] and worker_devices(None, 2) == [None, None]

@@ -14,6 +14,7 @@ import torch
 from lfubench import models
 from lfubench.studies.pipeline import finetune_config, run_item
 from lfubench.studies.plan import PlanError, load_plan
+from lfubench.studies.run import Run
 
 from ._plans import TINY_SECTIONS
 
@@ -55,46 +56,45 @@ def test_labels_name_ratio_importance_and_mode():
 
 def test_finetune_mode_keeps_the_full_models_scores_and_the_pruned_ones(records):
     root, plan, (lfu, _) = records
-    stages = {(r["stage"], r["level"]) for r in lfu["metrics"]}
+    stages = {(r["stage"], r["level"]) for r in lfu.metrics}
     assert stages == {("before-pruning", 2), ("before-pruning", 4), ("final", 2), ("final", 4)}
-    params = {(r["stage"], r["level"]): r["params"] for r in lfu["efficiency"]}
+    params = {(r["stage"], r["level"]): r["params"] for r in lfu.efficiency}
     for level in (2, 4):
         ratio = params["final", level] / params["before-pruning", level]
         assert 0.2 < ratio < 0.35  # about (1 - 0.5)^2
-    assert lfu["pruning"]["mode"] == "finetune" and lfu["pruning"]["finetune_epochs"] == 1
+    assert lfu.pruning["mode"] == "finetune" and lfu.pruning["finetune_epochs"] == 1
     kept = params["final", 4] / params["before-pruning", 4]
-    assert lfu["pruning"]["param_ratio"] == pytest.approx(1 - kept)
-    assert "finetune" in lfu["train"] and lfu["train"]["finetune"]["epochs"] == 1
-    assert lfu["checkpoint"].endswith("finetune/best.pt")
+    assert lfu.pruning["param_ratio"] == pytest.approx(1 - kept)
+    assert "finetune" in lfu.train and lfu.train["finetune"]["epochs"] == 1
+    assert lfu.checkpoint.endswith("finetune/best.pt")
 
 
 def test_the_checkpoint_loads_through_model_json(records):
     root, plan, (lfu, unet) = records
     for record in (lfu, unet):
-        folder = root / "run" / "items"
-        ckpt = torch.load(record["checkpoint"], weights_only=True)
-        config = json.loads((next(p for p in folder.iterdir() if p.name.startswith(
-            record["metrics"][0]["label"].split()[0])) / "model.json").read_text())
-        assert config == record["model_config"]
+        ckpt = torch.load(record.checkpoint, weights_only=True)
+        config = json.loads((Run(root / "run").item_dir(record.item) / "model.json").read_text())
+        assert config == record.model_config
         net = models.create_model(**config)
         net.load_state_dict(ckpt, strict=True)
-        final = [r for r in record["efficiency"] if r["stage"] == "final"][-1]
+        final = [r for r in record.efficiency if r["stage"] == "final"][-1]
         assert sum(p.numel() for p in net.parameters()) == final["params"]
 
 
 def test_init_mode_trains_the_pruned_widths_from_scratch(records):
     _, plan, (_, unet) = records
-    assert {r["stage"] for r in unet["metrics"]} == {"final"}
+    assert {r["stage"] for r in unet.metrics} == {"final"}
     full = models.create_model("unet", base_width=8)
-    widths = unet["model_config"]["widths"]
+    widths = unet.model_config["widths"]
     assert sum(widths.values()) == pytest.approx(sum(full.widths.values()) / 2, rel=0.02)
-    assert unet["pruning"]["mode"] == "init" and unet["pruning"]["importance"] == "random"
-    assert unet["train"]["epochs"] == 2 and "finetune" not in unet["train"]
+    assert unet.pruning["mode"] == "init" and unet.pruning["importance"] == "random"
+    assert unet.train["epochs"] == 2 and "finetune" not in unet.train
 
 
 def test_overlays_hold_the_same_reference_slices_for_every_model(records):
     root, plan, (lfu, unet) = records
-    a, b = (np.load(root / "run" / r["overlays"]) for r in (lfu, unet))
+    a, b = (np.load(r.overlays_file()) for r in (lfu, unet))
+    assert lfu.overlays_file() == root.resolve() / "run" / lfu.overlays  # relative to the run folder
     assert list(a["classes"]) == ["background", "liver", "tumor"]
     assert a["image"].shape == a["label"].shape == a["pred"].shape == (len(a["case"]), 32, 32)
     assert list(a["case"]) == list(b["case"]) and list(a["slice"]) == list(b["slice"])
