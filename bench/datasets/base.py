@@ -21,9 +21,6 @@ from ..errors import OptionError
 if TYPE_CHECKING:
     import torch
 
-    from ..data.preprocess import PreprocessConfig
-    from ..data.reader import CaseData
-
 
 # ---------------------------------------------------------------------------------------------- cases
 
@@ -239,8 +236,13 @@ class Dataset(abc.ABC):
     # -- preprocessing and its inverse ---------------------------------------------------------
 
     @abc.abstractmethod
-    def preprocess(self, data: CaseData, config: PreprocessConfig, slab: int) -> tuple[dict, Iterator[Slab]]:
+    def preprocess(self, data, config, slab: int) -> tuple[dict, Iterator[Slab]]:
         """One read case into ``config.size`` x ``config.size`` slices, ``slab`` input slices at a time.
+
+        ``data`` is the case as :func:`bench.data.read_case` gives it (``image`` ``(C, Z, Y, X)`` in
+        the files' dtype, ``label`` internal ``uint8``, ``spacing``), ``config`` its
+        :class:`bench.data.PreprocessConfig` (``size``, ``hu_window``, ``context``); this package
+        does not import :mod:`bench.data`, which builds on it.
 
         Returns ``(info, slabs)``: the case's geometry, JSON-able (``orig_shape`` ``[Z, Y, X]``,
         ``spacing`` ``[z, y, x]``, ``slice_spacing`` after preprocessing, and whatever
