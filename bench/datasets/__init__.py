@@ -40,6 +40,11 @@ Glossary (one name per concept):
 - **region**: what is scored (``liver``, ``tumor``; ``WT``, ``TC``, ``ET``); a **region set**
   names how :func:`bench.metrics.split_labels` makes them from internal labels.
 
+Modules: ``base`` (the interface, :class:`Dataset`, and :class:`Layout`, :class:`Case`), one module
+per dataset (``lits``, ``brats``), and what they share: ``synth`` (phantom building blocks: smooth
+random fields, geometry, slabs, NIfTI writing) and ``ops`` (resizing, cropping, pasting back).
+This package imports nothing of :mod:`bench.data`, which builds on it.
+
 Adding a dataset is one new module in this folder: subclass :class:`Dataset`, end with
 ``DATASET = TheDataset()``; the package registers every module's ``DATASET`` when imported.
 :func:`register_dataset` registers one at run time (from any module).

@@ -60,6 +60,7 @@ from .base import (
     pick,
     visible_files,
 )
+from .ops import crop_or_pad, paste_slices
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +114,7 @@ class BraTS(Dataset):
         return _info(data, config, stats), _slabs(data, config, stats, slab)
 
     def restore_slices(self, probs, info: dict, out: np.ndarray, start: int) -> None:
-        _, ny, nx = info["orig_shape"]
-        pred = probs.argmax(1).numpy().astype(np.uint8)
-        size = pred.shape[-1]
-        y0, x0 = info["crop_offset"]
-        ys, xs = max(y0, 0), max(x0, 0)
-        ye, xe = min(y0 + size, ny), min(x0 + size, nx)
-        out[start:start + len(pred), ys:ye, xs:xe] = pred[:, ys - y0:ye - y0, xs - x0:xe - x0]
+        paste_slices(probs.argmax(1).numpy().astype(np.uint8), info["crop_offset"], out, start)
 
     # -- the phantom ---------------------------------------------------------------------------
 
@@ -251,26 +246,6 @@ def _zscore(part: np.ndarray, stats: BrainStatistics) -> np.ndarray:
         values = part[c][mask].astype(np.float32)
         out[c][mask] = (values - np.float32(stats.mean[c])) / np.float32(max(float(stats.std[c]), 1e-6))
     return out
-
-
-def crop_or_pad(volume: np.ndarray, size: int, center: tuple[int, int]) -> tuple[np.ndarray, list[int]]:
-    """Cut a ``size`` x ``size`` window of the last two axes centred on ``center`` (zero padding where
-    it leaves the array). Returns the window and its ``[y0, x0]`` offset in the input (may be negative)."""
-    ny, nx = volume.shape[-2:]
-    offsets = []
-    for n, c in zip((ny, nx), center, strict=True):
-        start = int(round(c - size / 2))
-        if n >= size:
-            start = min(max(start, 0), n - size)
-        else:
-            start = -((size - n) // 2)
-        offsets.append(start)
-    out = np.zeros(volume.shape[:-2] + (size, size), dtype=volume.dtype)
-    (y0, x0) = offsets
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + size, ny), min(x0 + size, nx)
-    out[..., ys - y0:ye - y0, xs - x0:xe - x0] = volume[..., ys:ye, xs:xe]
-    return out, offsets
 
 
 def _center(data, stats: BrainStatistics) -> tuple[float, float]:

@@ -56,6 +56,7 @@ from .base import (
     pick,
     visible_files,
 )
+from .ops import resize_slices
 
 #: label values of the files (LiTS and MSD alike) -> internal labels
 FILE_LABELS = {0: 0, 1: 1, 2: 2}
@@ -220,21 +221,6 @@ def window(ct: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Clip HU to ``[lo, hi]`` and scale to ``[0, 1]`` (``float32``, computed in ``float32``)."""
     ct = np.asarray(ct, dtype=np.float32)
     return ((np.clip(ct, lo, hi) - lo) / (hi - lo)).astype(np.float32)
-
-
-def resize_slices(volume: np.ndarray, size: int, labels: bool = False) -> np.ndarray:
-    """Resize ``(Z, Y, X)`` to ``(Z, size, size)``: bilinear with antialiasing, or nearest for labels."""
-    import torch
-
-    if volume.shape[1:] == (size, size):
-        return volume.copy()
-    t = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[:, None]
-    if labels:
-        out = torch.nn.functional.interpolate(t, size=(size, size), mode="nearest-exact")
-        return out[:, 0].numpy().astype(volume.dtype)
-    out = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False,
-                                          antialias=True)
-    return out[:, 0].numpy()
 
 
 def _slabs(data, config, slab: int) -> Iterator[Slab]:

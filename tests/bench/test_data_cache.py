@@ -26,8 +26,8 @@ from lfubench.bench.data import (
     write_splits,
 )
 from lfubench.bench.data.selection import lesion_slices
-from lfubench.bench.datasets.brats import crop_or_pad
 from lfubench.bench.datasets.lits import window
+from lfubench.bench.datasets.ops import crop_or_pad
 from lfubench.bench.errors import LfubenchError
 
 SHAPE = (64, 64, 16)

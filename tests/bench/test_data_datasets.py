@@ -37,7 +37,7 @@ from lfubench.bench.datasets import (
     unregister_dataset,
 )
 from lfubench.bench.datasets.base import pick, visible_files
-from lfubench.bench.datasets.brats import crop_or_pad
+from lfubench.bench.datasets.ops import crop_or_pad, paste_slices
 from lfubench.bench.errors import OptionError
 from lfubench.bench.evaluate import evaluate_cases
 
@@ -165,7 +165,7 @@ class Toy(Dataset):
         return info, slabs()
 
     def restore_slices(self, probs, info, out, start):
-        return DATASETS["brats"].restore_slices(probs, info, out, start)  # the same paste at the crop offset
+        paste_slices(probs.argmax(1).numpy().astype(np.uint8), info["crop_offset"], out, start)
 
     def phantom_case(self, rng, index, shape):
         nx, ny, nz = shape
