@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -247,3 +248,19 @@ def test_cli_help_lists_every_dataset_and_layout_from_the_table(capsys):
     assert ("lits: lits (default, Training Batch 1/2) or msd (Task03_Liver); brats: brats2018 (default, "
             "HGG/LGG), brats2020 (flat) or brats2023 (-t2f ... -seg)") in text
     assert ".nii for lits, brats2020" in text
+
+
+def test_a_module_file_in_the_package_folder_is_registered(tmp_path, monkeypatch):
+    """A new dataset is one new file: the package registers the ``DATASET`` of each of its modules."""
+    import lfubench.bench.datasets as datasets
+
+    (tmp_path / "toyset.py").write_text(f"from {__name__} import Toy\n\nDATASET = Toy()\n")
+    monkeypatch.setattr(datasets, "__path__", [*datasets.__path__, str(tmp_path)])
+    try:
+        datasets._register_modules()
+        assert list(DATASETS) == ["lits", "brats", "toy"] and KINDS["phantom-toy"] == "toy"
+        assert PreprocessConfig("toy").size == 16
+    finally:
+        unregister_dataset("toy")
+        sys.modules.pop(f"{datasets.__name__}.toyset", None)
+    assert list(DATASETS) == ["lits", "brats"]
