@@ -241,8 +241,9 @@ def prune_channels(model: SegmentationNet, ratio: float, *, importance: str = "l
             model (same widths, same weights).
         importance: ``"l1"``, ``"l2"``, ``"bn"`` or ``"random"`` (see the module docstring).
         scope: ``"local"`` (every set loses ``ratio``) or ``"global"`` (ranked across sets).
-        example_input: when given, both models are run on it once and the output shapes
-            compared (a check; pruning itself needs no input).
+        example_input: when given, both models are run on it once in eval mode and the output
+            shapes compared (a check; pruning itself needs no input); every module of both
+            models is then back in its own train/eval mode.
         seed: seed of the ``random`` importance.
 
     Returns:
