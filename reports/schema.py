@@ -64,8 +64,9 @@ def frame(rows: Iterable[dict], columns: Sequence[str]) -> pd.DataFrame:
 
 
 class ReportInputError(ValueError):
-    """Input that a report cannot use (a missing column, an unreadable overlays file), with the
-    file or key named; the command line reports it as one line."""
+    """Input that a report cannot use (a missing column, an unknown reference, an unreadable
+    overlays file), with the file or key named; the command line reports it as one line. An
+    overlays file is optional: the report leaves out one it cannot read, and says so."""
 
 
 def require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:

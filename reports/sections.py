@@ -19,7 +19,7 @@ from .captions import conventions
 from .document import Doc
 from .inputs import ReportInputs
 from .summary import summarize
-from .tables import Display, _num, metric_name, results_display, row_name, stats_display
+from .tables import Display, metric_name, number_cell, results_display, row_name, stats_display
 from .text import format_number
 
 #: the fields of a hardware/software record shown in the setup section, in order
@@ -121,11 +121,12 @@ def reported_table(doc: Doc, agg: pd.DataFrame, dataset: str, kind: str) -> None
         return
     rows = model_rows(part)
     cols = ["Source", "Model"] + [f"{metric_name(m)} {r}" for m, r in pairs]
-    cells = [["reported", "LFU-Net (paper)"] + [_num(figs[p]) for p in pairs]]
+    cells = [["reported", "LFU-Net (paper)"] + [number_cell(figs[p]) for p in pairs]]
     stats = {p: [series(part, *p, s) for s in ("mean", "ci_lo", "ci_hi")] for p in pairs}
     for k in rows.index[rows["family"] == reported.FAMILY]:
-        cells.append(["measured", row_name(rows.loc[k])]
-                     + [f"{_num(mean[k])} [{_num(lo[k])}, {_num(hi[k])}]" for mean, lo, hi in stats.values()])
+        measured = [f"{number_cell(mean[k])} [{number_cell(lo[k])}, {number_cell(hi[k])}]"
+                    for mean, lo, hi in stats.values()]
+        cells.append(["measured", row_name(rows.loc[k]), *measured])
     doc.table(
         Display(dataset, cols, cells, numeric=[False, False] + [True] * len(pairs)),
         caption=f"{dataset}: figures reported by {reported.SOURCE} (not measured here) beside the measured "

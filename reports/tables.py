@@ -80,7 +80,9 @@ class Display:
     caption: str = ""
 
 
-def _num(value) -> str:
+def number_cell(value) -> str:
+    """A value as a table cell: :func:`reports.text.format_number`, NaN/NA as missing, whole
+    floats from 1,000 on as integers."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return MISSING
     if isinstance(value, np.generic):
@@ -121,10 +123,10 @@ def _row_head(part: pd.DataFrame, k: int) -> list[str]:
 
 def _cell(value, sd=None, p_holm=None) -> str:
     """A number, with ``± sd`` and a ``*`` (Holm-adjusted p < alpha) where given."""
-    cell = _num(value)
+    cell = number_cell(value)
     if cell != MISSING:
         if sd is not None and pd.notna(sd):
-            cell += f" ± {_num(sd)}"
+            cell += f" ± {number_cell(sd)}"
         if p_holm is not None and pd.notna(p_holm) and p_holm < ALPHA:
             cell += "*"
     return cell
@@ -136,11 +138,11 @@ def _results_columns(part: pd.DataFrame) -> list[tuple[str, list[str], pd.Series
     out = []
     achieved = series(part, "prune_achieved")
     if achieved.notna().any():
-        out.append(("Pruned", [_num(v) for v in achieved], achieved, None))
+        out.append(("Pruned", [number_cell(v) for v in achieved], achieved, None))
     for measure, header, lower in COST_COLUMNS:
         values = series(part, measure)
         if values.notna().any():
-            out.append((header, [_num(v) for v in values], values, lower))
+            out.append((header, [number_cell(v) for v in values], values, lower))
     for metric, region in metric_regions(part):
         mean, sd, ph = (series(part, metric, region, s) for s in ("mean", "sd", "p_holm"))
         cells = [_cell(m, d, p) for m, d, p in zip(mean, sd, ph, strict=True)]
@@ -174,13 +176,14 @@ _STATS_COLUMNS = ["Region", "Model", "Level", "Mean", "95% CI", "SD cases", "SD 
 def _stats_cells(v: Mapping[str, pd.Series], k: int) -> dict[str, str]:
     """The statistics table's cells of model row ``k``, from the statistics of one metric and
     region (``v``: statistic -> values per model row)."""
+    cell = {s: number_cell(v[s][k]) for s in ("mean", "sd", "sd_seed", "n", "zero", "nan", "empty", "missed")}
     ph = v["p_holm"][k]
     return {
-        "Mean": _num(v["mean"][k]),
-        "95% CI": f"[{_num(v['ci_lo'][k])}, {_num(v['ci_hi'][k])}]" if pd.notna(v["ci_lo"][k]) else MISSING,
-        "SD cases": _num(v["sd"][k]), "SD seeds": _num(v["sd_seed"][k]), "n": _num(v["n"][k]),
-        "Dice 0": _num(v["zero"][k]), "NaN": _num(v["nan"][k]), "Empty ref.": _num(v["empty"][k]),
-        "Missed": _num(v["missed"][k]), "p": _pvalue(v["p"][k]),
+        "Mean": cell["mean"],
+        "95% CI": f"[{number_cell(v['ci_lo'][k])}, {number_cell(v['ci_hi'][k])}]"
+        if pd.notna(v["ci_lo"][k]) else MISSING,
+        "SD cases": cell["sd"], "SD seeds": cell["sd_seed"], "n": cell["n"], "Dice 0": cell["zero"],
+        "NaN": cell["nan"], "Empty ref.": cell["empty"], "Missed": cell["missed"], "p": _pvalue(v["p"][k]),
         "p (Holm)": _pvalue(ph) + ("*" if pd.notna(ph) and ph < ALPHA else ""),
     }
 

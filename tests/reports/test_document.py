@@ -213,3 +213,13 @@ def test_a_table_lacking_a_column_is_one_clear_error():
     results, efficiency, items = fake_run(None, cases=3, overlays=False)
     with pytest.raises(ReportInputError, match="the efficiency table lacks the column.s. gmacs"):
         ReportInputs(results, efficiency.drop(columns=["gmacs"]), items)
+
+
+def test_reports_import_neither_studies_nor_optuna():
+    import subprocess
+    import sys
+
+    code = ("import sys, lfubench.reports.build, lfubench.reports.sections; "
+            "print(sorted(m for m in sys.modules if m.startswith(('optuna', 'lfubench.studies'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
