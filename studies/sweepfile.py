@@ -35,10 +35,12 @@ work starts. A small study::
     # name = "median"        # none (default) | median | halving
     # n_startup_trials = 4
 
-Every problem is one line naming the file and the key. ``--set`` overrides settings as for
-plans (``n_trials=20``, ``sampler.name=tpe``, ``search.base_width=[4,8,16]``,
-``datasets.lits.cases=6``), and a per-family setting as ``search.FAMILY.KEY=VALUE``
-(``search.lfunet.groups=[4,8]``).
+Every model the search space can draw is built, and trial-pruned where it is pruned, as a
+plan's models are (:func:`check_space`), so a trial that could not be built is refused here
+rather than failing at run time. Every problem is one line naming the file and the key.
+``--set`` overrides settings as for plans (``n_trials=20``, ``sampler.name=tpe``,
+``search.base_width=[4,8,16]``, ``datasets.lits.cases=6``), and a per-family setting as
+``search.FAMILY.KEY=VALUE`` (``search.lfunet.groups=[4,8]``).
 """
 
 from __future__ import annotations
