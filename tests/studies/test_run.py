@@ -214,6 +214,24 @@ def test_sweep_never_prints_the_storage_password(fake_postgres, tmp_path, capsys
             assert SECRET not in file.read_text(), file
 
 
+def test_a_report_from_a_storage_never_shows_its_password(fake_postgres, tmp_path, capsys, caplog):
+    from tests.lfubench.test_report_cli import make_run, pdf
+
+    make_run(tmp_path / "a", "runa", 0, run_dir=True)  # its study goes where every RDB storage opens
+    out = tmp_path / "paper" / "s.pdf"
+    with caplog.at_level("INFO"):
+        assert main(["report", "--storage", URL, "--study", "runa", "-o", str(out)]) == 0
+        assert main(["report", "--storage", URL, "--study", "nope", "-o", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert printed.err.strip().endswith("storage postgresql://lfu:***@db.example:5432/lfubench has no study "
+                                        "'nope'; it has: runa")
+    for text in (caplog.text, printed.out, printed.err, pdf(out)):
+        assert SECRET not in text
+    for file in out.parent.rglob("*"):
+        if file.suffix in (".typ", ".csv", ".md", ".tex"):
+            assert SECRET not in file.read_text(), file
+
+
 def test_an_unreachable_storage_is_one_line_without_its_password(tmp_path, capsys):
     pytest.importorskip("psycopg", reason="psycopg (the postgres extra) is not installed")
     (tmp_path / "tiny.toml").write_text(PLAN)
