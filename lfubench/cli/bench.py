@@ -67,13 +67,14 @@ def _work(args, plan, run, engine, items: dict, done_before: int) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from lfubench.studies.engine import Engine, EngineConfig
-    from lfubench.studies.plan import load_plan
+    from lfubench.studies.plan import check_devices, load_plan
     from lfubench.studies.run import Run, spawn_workers, tag_worker_logs, worker_devices
 
     if args.worker_tag:
         tag_worker_logs(args.worker_tag)
     devices = worker_devices(args.devices, args.workers)
     plan = load_plan(args.plan, overrides=args.set)
+    check_devices(plan, args.devices)  # a plan this machine cannot run stops here, in one line
     run = Run(args.out or Path("runs") / plan.name, args.storage)
     out = run.folder
     run.write_effective(plan)

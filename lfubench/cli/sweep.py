@@ -66,6 +66,7 @@ def _run(args, study):
 
 
 def run(args: argparse.Namespace) -> int:
+    from lfubench.studies.plan import check_devices
     from lfubench.studies.run import tag_worker_logs
     from lfubench.studies.sweepfile import load_study
 
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     study = load_study(path, overrides=args.set)
     if mode == "show":
         return show(args, study)
+    check_devices(study, args.devices)  # a study this machine cannot run stops here, in one line
     return run_sweep(args, study)
 
 
