@@ -2,175 +2,61 @@
 
 Every plan item is enqueued once as a trial with the fixed parameter ``item`` (its id).
 Workers -- processes on one machine or on several sharing a storage -- claim waiting
-trials atomically through the storage (``set_trial_state_values(..., RUNNING)`` succeeds for
-one claimant only), run them and store every figure on the trial. This gives resumption,
-failure records and multi-machine work from Optuna's storages instead of a home-made queue.
+trials atomically through the storage, run them and store every figure on the trial. This gives
+resumption, failure records and multi-machine work from Optuna's storages instead of a home-made
+queue; the study is driven through the job queue (:mod:`studies.queue`).
 
 - Storage: ``sqlite:///path`` (default, a file in the run folder), ``journal:path`` (a
   journal file for several local processes, over NFS too) or any SQLAlchemy URL Optuna
-  accepts (``postgresql://...``) for several machines.
+  accepts (``postgresql://...``) for several machines. A database outage of a few seconds is
+  ridden out (reconnect and retry); a longer one stops the worker with one line, its trial left
+  RUNNING to be retried.
 - Heartbeat: a running worker stamps its trial's ``heartbeat`` user attribute every
   ``heartbeat_s`` seconds. A RUNNING trial whose last stamp is older than ``grace_s`` is taken
   as lost (the worker was killed): it is marked FAIL with that reason and its item enqueued
-  again, so another run retries it. The same mechanism serves every storage kind.
+  again, so another run retries it. The same mechanism serves every storage kind. A worker whose
+  trial was taken as lost meanwhile drops its result (the retry stores it) and goes on.
 - Failure: an exception inside an item marks the trial FAIL with the reason in the
   ``fail_reason`` user attribute; the worker goes on with the next item. An item is
   retried on a later run while it has failed fewer than ``max_failures`` times.
-- Re-running skips items with a COMPLETE trial.
+- Re-running skips items with a COMPLETE trial, and waits for items running elsewhere until they
+  finish or their heartbeat goes stale (then runs them itself).
 
-Sweeps (:mod:`studies.sweep`) share the storage, the claim lock, the heartbeat
-(:class:`Heartbeat`), the reclaiming of lost trials (:func:`fail_lost`) and the record stored on
-a trial (:func:`store_record`), so a sweep trial and a plan item are alike in the storage.
+Sweeps (:mod:`studies.sweep`) share the queue and the record stored on a trial
+(:func:`store_record`), so a sweep trial and a plan item are alike in the storage.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
-import sqlalchemy
 from optuna.trial import TrialState
 
-from lfubench.bench.errors import LfubenchError
 from lfubench.reports.record import ItemRecord
 
-from .run import masked_url
+from .queue import (
+    FAIL_REASON,
+    ITEM,
+    Queue,
+    StorageUnavailable,
+    fail_reason,
+    make_storage,
+    state_name,
+)
+
+__all__ = ["Engine", "EngineConfig", "fail_reason", "make_storage", "store_record"]
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-PARAM = "item"
-
-
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage from ``sqlite:///file``, ``journal:file`` or any RDB URL."""
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
-    engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgres") else None
-    shown = masked_url(url)  # never print a password
-    # local workers starting together on a new SQLite file create Optuna's tables one at a time
-    # (SQLite reports the race as "table ... already exists"); a missing folder is reported below
-    sqlite = url.startswith("sqlite:///") and Path(url[len("sqlite:///"):]).parent.is_dir()
-    lock = claim_lock(url) if sqlite else contextlib.nullcontext
-    try:
-        for attempt in range(5):
-            try:
-                with lock():
-                    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-                # workers (on several machines) starting together on an empty database race to
-                # create Optuna's tables; the loser finds them made a moment later
-                if attempt == 4:
-                    raise
-                time.sleep(0.5 * (attempt + 1))
-    except ImportError as err:
-        cause = err.__cause__ or err
-        raise LfubenchError(f"storage {shown}: its database driver is not installed ({cause}); "
-                            "for PostgreSQL: pip install 'lfubench[postgres]'") from None
-    except sqlalchemy.exc.ArgumentError as err:
-        raise LfubenchError(f"storage {shown}: not a database URL ({err})") from None
-    except sqlalchemy.exc.OperationalError as err:
-        first = str(err.orig if err.orig is not None else err).strip().splitlines()[0]
-        raise LfubenchError(f"storage {shown}: cannot connect ({first})") from None
-
-
-def claim_lock(url: str):
-    """A lock around claiming a trial (and around creating the storage), for SQLite storages.
-
-    Optuna's RDB storage checks "still WAITING?" and sets RUNNING in one transaction, which is
-    atomic on PostgreSQL (``SELECT ... FOR UPDATE``) but not on SQLite, where two local workers
-    can both read WAITING and both claim the trial. Workers on one SQLite file share a machine,
-    so an exclusive lock on a file beside the database makes the claim atomic. Journal files
-    serialise their operations themselves; other storages need no lock.
-    """
-    if not url.startswith("sqlite:///"):
-        return contextlib.nullcontext
-    path = Path(url[len("sqlite:///"):] + ".claim-lock")
-
-    @contextlib.contextmanager
-    def lock():
-        with open(path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    return lock
-
-
-def take_waiting(storage, trial_id: int, lock) -> bool:
-    """Mark a WAITING trial RUNNING under ``lock`` (:func:`claim_lock`); False when another
-    worker took it first."""
-    try:
-        with lock():
-            return storage.set_trial_state_values(trial_id, TrialState.RUNNING)
-    except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
-        return False
-
-
-def fail_reason(err: BaseException) -> str:
-    """The one-line reason recorded on a failed trial."""
-    return (f"{type(err).__name__}: {err}".splitlines() or [type(err).__name__])[0]
-
-
-class Heartbeat:
-    """While the ``with`` block runs, stamp the trial's ``heartbeat`` user attribute every
-    ``interval_s`` seconds (and once on entry), so other workers can tell it is alive."""
-
-    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int, interval_s: float) -> None:
-        self.storage, self.trial_id, self.interval_s = storage, trial_id, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
-            except Exception:  # the trial was finished or reclaimed meanwhile
-                return
-
-    def __enter__(self) -> Heartbeat:
-        self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def fail_lost(storage: optuna.storages.BaseStorage, running: Sequence, grace_s: float) -> list:
-    """Mark each of the ``running`` trials whose last heartbeat (or start) is older than
-    ``grace_s`` as FAIL, with ``fail_reason`` and ``lost = True``; return ``(trial, reason)``
-    for those this call marked (a trial another worker marked first is left out)."""
-    now, lost = time.time(), []
-    for t in running:
-        started = t.datetime_start.timestamp() if t.datetime_start else now
-        stamp = t.user_attrs.get("heartbeat") or started
-        if now - stamp <= grace_s:
-            continue
-        reason = f"worker lost: no heartbeat for {now - stamp:.0f} s"
-        try:
-            storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-            storage.set_trial_user_attr(t._trial_id, "lost", True)
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
-            continue  # another worker got there first
-        lost.append((t, reason))
-    return lost
+PARAM = ITEM  # the fixed parameter of a plan item's trial: its id
 
 
 def store_record(storage: optuna.storages.BaseStorage, trial_id: int, record: ItemRecord | dict,
@@ -201,26 +87,24 @@ class Engine:
 
     def __init__(self, storage_url: str, study_name: str, item_ids: Sequence[str],
                  config: EngineConfig | None = None) -> None:
-        self.storage = make_storage(storage_url)
-        self._claim_lock = claim_lock(storage_url)
-        self.study = optuna.create_study(storage=self.storage, study_name=study_name,
-                                         direction="maximize", load_if_exists=True)
+        self.queue = Queue(storage_url, study_name, directions=["maximize"])
+        self.storage, self.study = self.queue.storage, self.queue.study
         self.item_ids = list(item_ids)
         self.config = config or EngineConfig()
+        self._waiting_on: set[int] = set()
 
     # -- queue --------------------------------------------------------------------------
     def _trials(self, states=None):
-        return [t for t in self.study.get_trials(deepcopy=False, states=states) if PARAM in t.params
-                or "fixed_params" in t.system_attrs]
+        return [t for t in self.queue.trials(states) if self._item_of(t) is not None]
 
     @staticmethod
-    def _item_of(t) -> str:
-        return t.params.get(PARAM) or t.system_attrs.get("fixed_params", {}).get(PARAM)
+    def _item_of(t) -> str | None:
+        return t.params.get(PARAM) or t.user_attrs.get(PARAM)
 
     def reclaim_stale(self) -> list[str]:
         """Mark RUNNING trials without a recent heartbeat as FAIL; return their items."""
         lost = []
-        for t, reason in fail_lost(self.storage, self._trials((TrialState.RUNNING,)), self.config.grace_s):
+        for t, reason in self.queue.fail_lost(self._trials((TrialState.RUNNING,)), self.config.grace_s):
             log.warning("item %s: %s; it will be retried", self._item_of(t), reason)
             lost.append(self._item_of(t))
         return lost
@@ -240,52 +124,103 @@ class Engine:
             if states.count(TrialState.FAIL) >= self.config.max_failures:
                 log.warning("item %s failed %d times; not retried", item, states.count(TrialState.FAIL))
                 continue
-            self.study.enqueue_trial({PARAM: item}, user_attrs={PARAM: item})
+            self.queue.enqueue({PARAM: item}, {PARAM: item})
             added.append(item)
         return added
 
     def _claim(self) -> optuna.Trial | None:
         for t in self._trials((TrialState.WAITING,)):
-            if not take_waiting(self.storage, t._trial_id, self._claim_lock):
+            if not self.queue.claim(t):
                 continue
-            trial = optuna.Trial(self.study, t._trial_id)
+            trial = self.queue.live(t.number)
             item = trial.suggest_categorical(PARAM, self.item_ids)
             done = [o for o in self._trials((TrialState.COMPLETE, TrialState.RUNNING))
                     if self._item_of(o) == item and o.number != trial.number]
             if any(o.state == TrialState.COMPLETE or o.number < trial.number for o in done):
                 # enqueued twice by two workers starting together: the older trial does it
-                self.storage.set_trial_user_attr(t._trial_id, "fail_reason", "duplicate of an earlier trial")
-                self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                self.queue.drop(t.number, "duplicate of an earlier trial")
                 continue
             return trial
         return None
 
+    def _running_elsewhere(self) -> list:
+        items = set(self.item_ids)
+        return [t for t in self._trials((TrialState.RUNNING,)) if self._item_of(t) in items]
+
+    def _wait(self, running: list) -> None:
+        """Wait one heartbeat for items running elsewhere (logged when the set changes), then
+        take lost ones back into the queue."""
+        numbers = {t.number for t in running}
+        if numbers != self._waiting_on:
+            log.info("%s", self.queue.wait_note(running, lambda t: f"item {self._item_of(t)}",
+                                                self.config.grace_s))
+            self._waiting_on = numbers
+        time.sleep(self.config.heartbeat_s)
+        self.sync()
+
     # -- work ---------------------------------------------------------------------------
     def run(self, run_item: Callable[[str], dict], max_items: int | None = None) -> dict:
-        """Work until no item is left (or ``max_items`` were run); return counts by outcome."""
+        """Work until no item is left (or ``max_items`` were run); return counts by outcome.
+
+        Items running in other workers are waited for until they finish, or until their
+        heartbeat is stale, when they are run here. A storage unreachable for longer than the
+        queue's retry bound stops the worker (:class:`StorageUnavailable`, one line); its item
+        stays RUNNING and is retried by the next run once its heartbeat is stale."""
         self.sync()
         counts = {"complete": 0, "failed": 0}
-        while max_items is None or counts["complete"] + counts["failed"] < max_items:
+        ran = 0
+        while max_items is None or ran < max_items:
             trial = self._claim()
             if trial is None:
-                break
-            item = trial.params[PARAM]
-            started = time.perf_counter()
-            try:
-                with Heartbeat(self.storage, trial._trial_id, self.config.heartbeat_s):
-                    figures = run_item(item)
-            except Exception as err:  # recorded, and the worker goes on
-                reason = fail_reason(err)
-                log.error("item %s failed: %s", item, reason)
-                log.debug("%s", traceback.format_exc())
-                self.storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-                self.study.tell(trial, state=TrialState.FAIL)
-                counts["failed"] += 1
+                running = self._running_elsewhere()
+                if not running:
+                    break
+                self._wait(running)
                 continue
-            stored = store_record(self.storage, trial._trial_id, figures, time.perf_counter() - started)
-            self.study.tell(trial, float(stored.get("value", float("nan"))))
-            counts["complete"] += 1
+            ran += 1
+            try:
+                outcome = self._run_one(trial, run_item)
+            except StorageUnavailable as err:
+                raise StorageUnavailable(f"{err}; item {trial.params[PARAM]} (trial {trial.number}) is "
+                                         f"left running: a later run retries it once its heartbeat is "
+                                         f"{self.config.grace_s:g} s old") from None
+            if outcome in counts:
+                counts[outcome] += 1
         return counts
+
+    def _run_one(self, trial: optuna.Trial, run_item: Callable[[str], dict]) -> str:
+        """Run one claimed item: ``complete``, ``failed``, or ``lost`` when another worker took
+        the trial as lost meanwhile (its result is dropped: the retry stores it)."""
+        item = trial.params[PARAM]
+        tid = self.queue.trial_id(trial.number)
+        started = time.perf_counter()
+        try:
+            with self.queue.heartbeat(trial.number, self.config.heartbeat_s, f"item {item}"):
+                figures = run_item(item)
+        except StorageUnavailable:
+            raise
+        except Exception as err:  # recorded, and the worker goes on
+            reason = fail_reason(err)
+            log.error("item %s failed: %s", item, reason)
+            log.debug("%s", traceback.format_exc())
+            if self.queue.finish(trial, state=TrialState.FAIL, reason=reason):
+                return "failed"
+            return self._taken(item, trial)
+        try:
+            if self.queue.get(trial.number).state.is_finished():
+                return self._taken(item, trial)
+            stored = store_record(self.storage, tid, figures, time.perf_counter() - started)
+            if self.queue.finish(trial, float(stored.get("value", float("nan")))):
+                return "complete"
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+        return self._taken(item, trial)
+
+    @staticmethod
+    def _taken(item: str, trial: optuna.Trial) -> str:
+        log.warning("item %s: trial %d was taken as lost by another worker while it ran here; this "
+                    "result is dropped (the retry stores its own)", item, trial.number)
+        return "lost"
 
     def status(self) -> dict[str, str]:
         """The latest state of every plan item: complete, running, waiting, failed or pending."""
@@ -295,14 +230,12 @@ class Engine:
             if item not in latest or t.state == TrialState.COMPLETE or (
                 latest[item].state != TrialState.COMPLETE and t.number > latest[item].number):
                 latest[item] = t
-        names = {TrialState.COMPLETE: "complete", TrialState.RUNNING: "running",
-                 TrialState.WAITING: "waiting", TrialState.FAIL: "failed"}
-        return {i: names.get(latest[i].state, "other") if i in latest else "pending" for i in self.item_ids}
+        return {i: state_name(latest[i]) if i in latest else "pending" for i in self.item_ids}
 
     def fail_reason(self, item_id: str) -> str:
         """The recorded reason of the item's latest failed trial ("" if none)."""
         failed = [t for t in self._trials((TrialState.FAIL,)) if self._item_of(t) == item_id]
-        return failed[-1].user_attrs.get("fail_reason", "") if failed else ""
+        return failed[-1].user_attrs.get(FAIL_REASON, "") if failed else ""
 
     def completed(self) -> list[optuna.trial.FrozenTrial]:
         """The COMPLETE trials of plan items, one per item."""

@@ -68,9 +68,9 @@ def collect(trials: Sequence) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 
 
 def trial_item(trial) -> str | None:
-    """The plan item a trial ran (its fixed ``item`` parameter)."""
-    return (trial.params.get("item") or trial.user_attrs.get("item")
-            or trial.system_attrs.get("fixed_params", {}).get("item"))
+    """The plan item a trial ran (its fixed ``item`` parameter, also stored as a user attribute
+    when the trial is enqueued: a waiting trial has it too)."""
+    return trial.params.get("item") or trial.user_attrs.get("item")
 
 
 def failures(trials: Sequence) -> pd.DataFrame:

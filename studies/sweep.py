@@ -37,7 +37,7 @@ import math
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -47,24 +47,25 @@ from optuna.trial import TrialState
 
 from lfubench.bench.errors import LfubenchError
 
-from .engine import (
-    EngineConfig,
-    Heartbeat,
-    claim_lock,
-    fail_lost,
-    fail_reason,
-    make_storage,
-    store_record,
-    take_waiting,
-)
+from .engine import EngineConfig, store_record
 from .objectives import MAXIMIZE, FigureError, record_figures
 from .plan import Item
+from .queue import (
+    DUPLICATE,
+    LOST,
+    RETRY_OF,
+    SLOT,
+    Queue,
+    StorageUnavailable,
+    fail_reason,
+    hypervolume,
+    make_storage,
+    state_name,
+)
 from .schema import ModelSpec, section_dict
 from .sweepfile import PrunerSpec, SamplerSpec, SweepStudy
 
 log = logging.getLogger(__name__)
-
-SLOT = "slot"
 
 
 def make_sampler(spec: SamplerSpec, n_objectives: int,
@@ -133,7 +134,7 @@ def _finished(t) -> bool:
     """A trial that used up its slot: complete, pruned or failed by itself (not lost, not a duplicate)."""
     if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return t.state == TrialState.FAIL and not t.user_attrs.get("lost") and not t.user_attrs.get("duplicate")
+    return t.state == TrialState.FAIL and not t.user_attrs.get(LOST) and not t.user_attrs.get(DUPLICATE)
 
 
 Evaluate = Callable[[ModelSpec, optuna.Trial], dict]
@@ -145,20 +146,14 @@ class Sweep:
     def __init__(self, study: SweepStudy, storage_url: str, config: EngineConfig | None = None) -> None:
         self.spec = study
         self.config = config or EngineConfig()
-        self.storage = make_storage(storage_url)
-        self._claim_lock = claim_lock(storage_url)
         self.objectives = study.objectives
         directions = [optuna.study.StudyDirection.MAXIMIZE if d == MAXIMIZE else
                       optuna.study.StudyDirection.MINIMIZE for d in self.objectives.directions]
         self.sampler = make_sampler(study.sampler, len(directions))
-        pruner = make_pruner(study.pruner)
-        try:
-            self.study = optuna.load_study(study_name=study.name, storage=self.storage, sampler=self.sampler,
-                                           pruner=pruner)
-        except KeyError:
-            self.study = optuna.create_study(storage=self.storage, study_name=study.name,
-                                             sampler=self.sampler, pruner=pruner, directions=directions,
-                                             load_if_exists=True)
+        self.queue = Queue(storage_url, study.name, directions=directions, sampler=self.sampler,
+                           pruner=make_pruner(study.pruner))
+        self.storage, self.study = self.queue.storage, self.queue.study
+        self._waiting_on: set[int] = set()
         if list(self.study.directions) != directions or (
                 self.study.metric_names not in (None, self.objectives.names)):
             raise LfubenchError(
@@ -173,25 +168,23 @@ class Sweep:
 
     # -- the queue of slots ---------------------------------------------------------------
     def _trials(self, states=None) -> list:
-        return self.study.get_trials(deepcopy=False, states=states)
+        return self.queue.trials(states)
 
     def sync(self) -> list[int]:
         """Fail lost trials, and enqueue every slot that has no trial done, waiting or running
         (a lost trial's slot with its parameters); return the slots enqueued."""
-        lost = fail_lost(self.storage, self._trials((TrialState.RUNNING,)), self.config.grace_s)
+        lost = self.queue.fail_lost(self._trials((TrialState.RUNNING,)), self.config.grace_s)
         for t, reason in lost:
             log.warning("trial %d: %s; its parameters will be retried", t.number, reason)
         by_slot: dict[int | None, list] = {}
         for t in self._trials():
             by_slot.setdefault(_slot(t), []).append(t)
-        n = self.spec.settings.n_trials
-        slots = range(n) if n is not None else sorted(k for k in by_slot if k is not None)
         added = []
-        for k in slots:
+        for k in self._slots(by_slot):
             trials = by_slot.get(k, [])
             if any(_finished(t) or t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
                 continue
-            lost_ones = [t for t in trials if t.user_attrs.get("lost")]
+            lost_ones = [t for t in trials if t.user_attrs.get(LOST)]
             if len(lost_ones) >= self.config.max_failures:
                 log.warning("slot %d: lost %d times; not retried", k, len(lost_ones))
                 continue
@@ -199,64 +192,98 @@ class Sweep:
             params = {}
             if lost_ones:
                 params = dict(lost_ones[-1].params)
-                attrs["retry_of"] = lost_ones[-1].number
-            self.study.enqueue_trial(params, user_attrs=attrs)
+                attrs[RETRY_OF] = lost_ones[-1].number
+            self.queue.enqueue(params, attrs)
             added.append(k)
         return added
 
+    def _slots(self, by_slot: dict) -> Iterable[int]:
+        """The budget's slots: ``n_trials`` of them, or (a timeout alone) those that have trials."""
+        n = self.spec.settings.n_trials
+        return range(n) if n is not None else sorted(k for k in by_slot if k is not None)
+
     def _claim(self) -> optuna.Trial | None:
         for t in sorted(self._trials((TrialState.WAITING,)), key=lambda t: t.number):
-            if not take_waiting(self.storage, t._trial_id, self._claim_lock):
+            if not self.queue.claim(t):
                 continue
             slot = _slot(t)
             if slot is not None:
                 others = [o for o in self._trials() if _slot(o) == slot and o.number != t.number]
                 pending = (TrialState.RUNNING, TrialState.WAITING)
                 if any(_finished(o) or (o.state in pending and o.number < t.number) for o in others):
-                    self.storage.set_trial_user_attr(t._trial_id, "duplicate", True)
-                    self.storage.set_trial_user_attr(t._trial_id, "fail_reason", f"duplicate of slot {slot}")
-                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                    self.queue.drop(t.number, f"duplicate of slot {slot}", **{DUPLICATE: True})
                     continue
-            return self._trial(t._trial_id, t.number)
+            return self._trial(t.number)
         if self.spec.settings.n_trials is None:  # a timeout alone: a new trial, its number its slot
-            trial_id = self.storage.create_new_trial(self.study._study_id)
-            number = self.storage.get_trial_number_from_id(trial_id)
-            self.storage.set_trial_user_attr(trial_id, SLOT, number)
-            return self._trial(trial_id, number)
+            number = self.queue.new_trial()
+            self.queue.set_attrs(number, {SLOT: number})
+            return self._trial(number)
         return None
 
-    def _trial(self, trial_id: int, number: int) -> optuna.Trial:
+    def _trial(self, number: int) -> optuna.Trial:
         """A claimed trial, drawn by a sampler seeded for its number (:func:`make_sampler`)."""
-        self.study.sampler = make_sampler(self.spec.sampler, len(self.objectives.names), trial=number)
-        self.study._thread_local.cached_all_trials = None  # as Study.ask: sample from fresh trials
-        return optuna.Trial(self.study, trial_id)
+        sampler = make_sampler(self.spec.sampler, len(self.objectives.names), trial=number)
+        return self.queue.live(number, sampler)
+
+    def _running_elsewhere(self) -> list:
+        slots = set(self._slots({_slot(t): None for t in self._trials()}))
+        return [t for t in self._trials((TrialState.RUNNING,)) if _slot(t) in slots]
+
+    def _wait(self, running: list) -> None:
+        """Wait one heartbeat for trials running elsewhere (logged when the set changes), then
+        take lost ones back into the queue."""
+        numbers = {t.number for t in running}
+        if numbers != self._waiting_on:
+            log.info("%s", self.queue.wait_note(running, lambda t: f"trial {t.number} (slot {_slot(t)})",
+                                                self.config.grace_s))
+            self._waiting_on = numbers
+        time.sleep(self.config.heartbeat_s)
+        self.sync()
 
     # -- work -----------------------------------------------------------------------------
     def run(self, evaluate: Evaluate, max_trials: int | None = None, timeout: float | None = None,
             on_start: Callable[[optuna.Trial, ModelSpec], None] | None = None,
             on_end: Callable[[optuna.Trial, dict | None, str | None], None] | None = None) -> dict:
         """Run trials until the budget is used (or ``max_trials`` were run here, or ``timeout``
-        seconds -- default the study's -- have passed); return counts by outcome."""
+        seconds -- default the study's -- have passed); return counts by outcome.
+
+        Trials running in other workers are waited for until they finish, or until their
+        heartbeat is stale, when they are retried here. A storage unreachable for longer than the
+        queue's retry bound stops the worker (:class:`StorageUnavailable`, one line); its trial
+        stays RUNNING and is retried by the next run once its heartbeat is stale."""
         self.sync()
         timeout = timeout if timeout is not None else self.spec.settings.timeout
         started = time.monotonic()
         counts = {"complete": 0, "failed": 0, "pruned": 0}
-        while max_trials is None or sum(counts.values()) < max_trials:
+        ran = 0
+        while max_trials is None or ran < max_trials:
             if timeout is not None and time.monotonic() - started > timeout:
                 break
             trial = self._claim()
             if trial is None:
-                break
-            counts[self._run_one(trial, evaluate, on_start, on_end)] += 1
+                running = self._running_elsewhere()
+                if not running:
+                    break
+                self._wait(running)
+                continue
+            ran += 1
+            try:
+                outcome = self._run_one(trial, evaluate, on_start, on_end)
+            except StorageUnavailable as err:
+                raise StorageUnavailable(f"{err}; trial {trial.number} is left running: a later run retries "
+                                         f"it once its heartbeat is {self.config.grace_s:g} s old") from None
+            if outcome in counts:
+                counts[outcome] += 1
         return counts
 
     def _run_one(self, trial: optuna.Trial, evaluate: Evaluate, on_start, on_end) -> str:
-        """Run one claimed trial; return its outcome: ``complete``, ``failed`` or ``pruned``."""
+        """Run one claimed trial; return its outcome: ``complete``, ``failed``, ``pruned``, or
+        ``lost`` when another worker took it as lost meanwhile (its result is dropped)."""
         t0 = time.perf_counter()
-        tid = trial._trial_id
+        tid = self.queue.trial_id(trial.number)
         record = None
         try:
-            with Heartbeat(self.storage, tid, self.config.heartbeat_s):
+            with self.queue.heartbeat(trial.number, self.config.heartbeat_s, f"trial {trial.number}"):
                 spec = self.spec.space.suggest(trial)
                 item = Item(spec, self.spec.dataset, self.spec.settings.seed)
                 self.storage.set_trial_user_attr(tid, "item", item.id)
@@ -267,14 +294,21 @@ class Sweep:
                 stored = store_record(self.storage, tid, record, time.perf_counter() - t0)
                 figures = record_figures(stored, self.objectives.figures_needed, self.spec.measure)
         except optuna.TrialPruned as err:  # stopped by the pruner: its slot is used
-            epoch = self.storage.get_trial(tid).last_step
             log.info("trial %d %s", trial.number, err)
             _free_cuda_memory()
-            self.storage.set_trial_user_attr(tid, "pruned_epoch", epoch)
-            self.study.tell(trial, state=TrialState.PRUNED)
+            try:
+                self.storage.set_trial_user_attr(tid, "pruned_epoch", self.queue.get(trial.number).last_step)
+                if not self.queue.finish(trial, state=TrialState.PRUNED):
+                    return self._taken(trial)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return self._taken(trial)
             if on_end:
                 on_end(trial, None, str(err))
             return "pruned"
+        except StorageUnavailable:
+            raise
+        except optuna.exceptions.UpdateFinishedTrialError:  # taken as lost while it ran: nothing to store
+            return self._taken(trial)
         except Exception as err:  # recorded, and the study goes on
             reason = fail_reason(err)
             if isinstance(err, FigureError):
@@ -282,32 +316,37 @@ class Sweep:
             log.error("trial %d failed: %s", trial.number, reason)
             log.debug("%s", traceback.format_exc())
             _free_cuda_memory()
-            self.storage.set_trial_user_attr(tid, "fail_reason", reason)
-            self.study.tell(trial, state=TrialState.FAIL)
+            if not self.queue.finish(trial, state=TrialState.FAIL, reason=reason):
+                return self._taken(trial)
             if on_end:
                 on_end(trial, record, reason)
             return "failed"
-        self.storage.set_trial_user_attr(tid, "objectives", figures)
-        for c in self.objectives.constraints:
-            trial.set_constraint(c.text, c.value(figures[c.figure]))
-        self.study.tell(trial, [figures[n] for n in self.objectives.names])
+        try:
+            self.storage.set_trial_user_attr(tid, "objectives", figures)
+            for c in self.objectives.constraints:
+                trial.set_constraint(c.text, c.value(figures[c.figure]))
+            if not self.queue.finish(trial, [figures[n] for n in self.objectives.names]):
+                return self._taken(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return self._taken(trial)
         if on_end:
             on_end(trial, record, None)
         return "complete"
+
+    @staticmethod
+    def _taken(trial: optuna.Trial) -> str:
+        log.warning("trial %d was taken as lost by another worker while it ran here; this result is dropped "
+                    "(the retry stores its own)", trial.number)
+        return "lost"
 
     # -- state ----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         """Slots done (complete / failed / pruned), running and waiting."""
         out = {"complete": 0, "failed": 0, "pruned": 0, "running": 0, "waiting": 0}
         for t in self._trials():
-            if t.state == TrialState.COMPLETE:
-                out["complete"] += 1
-            elif t.state == TrialState.PRUNED:
-                out["pruned"] += 1
-            elif t.state == TrialState.RUNNING:
-                out["running"] += 1
-            elif t.state == TrialState.WAITING:
-                out["waiting"] += 1
+            name = state_name(t)
+            if name in ("complete", "pruned", "running", "waiting"):
+                out[name] += 1
             elif _finished(t):
                 out["failed"] += 1
         return out
@@ -427,8 +466,6 @@ def hypervolume_history(trials: pd.DataFrame, sweep: SweepStudy) -> pd.DataFrame
             out.append({"trials": k, "best": (-best if directions[0] == MAXIMIZE else best)
                         if math.isfinite(best) else math.nan})
         return pd.DataFrame(out)
-    from optuna._hypervolume import compute_hypervolume  # Optuna's exact (WFG) hypervolume
-
     feasible = losses[ok]
     if len(feasible) == 0:
         return pd.DataFrame({"trials": range(1, len(done) + 1), "hypervolume": 0.0, "reference": ""})
@@ -437,7 +474,7 @@ def hypervolume_history(trials: pd.DataFrame, sweep: SweepStudy) -> pd.DataFrame
     out = []
     for k in range(1, len(done) + 1):
         pts = losses[:k][ok[:k]]
-        hv = float(compute_hypervolume(pts, reference)) if len(pts) else 0.0
+        hv = hypervolume(pts, reference) if len(pts) else 0.0
         out.append({"trials": k, "hypervolume": hv})
     df = pd.DataFrame(out)
     df["reference"] = ", ".join(f"{n}={(-r if d == MAXIMIZE else r):.4g}"

@@ -160,11 +160,11 @@ def _work(args, study, sweep, out: Path) -> dict:
     def ended(trial, record, reason) -> None:
         took = time.perf_counter() - clock.get(trial.number, time.perf_counter())
         if reason:
-            pruned = sweep.storage.get_trial(trial._trial_id).state == TrialState.PRUNED
+            pruned = sweep.queue.get(trial.number).state == TrialState.PRUNED
             log.info("trial %d %s after %.1f s: %s", trial.number, "stopped" if pruned else "failed", took,
                      reason)
             return
-        figures = sweep.storage.get_trial(trial._trial_id).user_attrs.get("objectives", {})
+        figures = sweep.queue.get(trial.number).user_attrs.get("objectives", {})
         log.info("trial %d done in %.1f s: %s", trial.number, took,
                  ", ".join(f"{k} {v:.4g}" for k, v in figures.items()))
 

@@ -126,3 +126,68 @@ def test_workers_starting_together_on_a_new_sqlite_file_all_open_it(tmp_path):
         for p in procs:
             p.join(timeout=120)
         assert [queue.get(timeout=5) for _ in procs] == ["ok"] * 4
+
+
+def test_a_worker_whose_item_was_taken_as_lost_drops_its_result_and_goes_on(tmp_path, caplog):
+    """Another worker takes the running item as lost (its grace is 0 here): the first worker's
+    result is not stored on the failed trial, it says so in one line and runs what is left."""
+    import logging
+
+    from lfubench.studies.engine import EngineConfig
+
+    storage, items = f"sqlite:///{tmp_path}/s.db", ["item0", "item1"]
+    engine = Engine(storage, "test", items, EngineConfig(heartbeat_s=0.05, grace_s=30))
+    other = Engine(storage, "test", items, EngineConfig(grace_s=0.0))
+    calls = []
+
+    def run_item(item):
+        calls.append(item)
+        if len(calls) == 1:
+            time.sleep(0.1)
+            assert other.sync() == ["item0"]  # taken as lost and enqueued again
+        return {"value": 0.5, "finished_at": time.time()}
+
+    with caplog.at_level(logging.WARNING, "lfubench.studies"):
+        assert engine.run(run_item) == {"complete": 2, "failed": 0}
+    assert calls == ["item0", "item1", "item0"]
+    trials = engine.study.get_trials()
+    assert [(t.params["item"], t.state) for t in trials] == [
+        ("item0", TrialState.FAIL), ("item1", TrialState.COMPLETE), ("item0", TrialState.COMPLETE)]
+    assert trials[0].user_attrs["fail_reason"].startswith("worker lost: no heartbeat for")
+    assert "finished_at" not in trials[0].user_attrs  # the dropped result was not written
+    assert [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()] == [
+        "item item0: trial 0 was taken as lost by another worker while it ran here; this result is dropped "
+        "(the retry stores its own)"]
+
+
+def test_a_sweep_worker_whose_trial_was_taken_as_lost_drops_its_result_and_goes_on(tmp_path, caplog):
+    import logging
+
+    from lfubench.studies.engine import EngineConfig
+    from lfubench.studies.sweep import Sweep
+    from lfubench.studies.sweepfile import load_study
+    from tests.studies.test_sweep import fake_record, write_study
+
+    study, storage = load_study(write_study(tmp_path, n_trials=2)), f"sqlite:///{tmp_path}/s.db"
+    sweep = Sweep(study, storage, EngineConfig(heartbeat_s=0.05, grace_s=30))
+    other = Sweep(study, storage, EngineConfig(grace_s=0.0))
+    calls = []
+
+    def evaluate(spec, trial):
+        calls.append(trial.number)
+        if len(calls) == 1:
+            time.sleep(0.1)
+            assert other.sync() == [0]  # taken as lost, its slot enqueued again
+        return fake_record(spec)
+
+    with caplog.at_level(logging.WARNING, "lfubench.studies"):
+        assert sweep.run(evaluate) == {"complete": 2, "failed": 0, "pruned": 0}
+    assert calls == [0, 1, 2]
+    lost, *done = sweep.study.get_trials()
+    assert lost.state == TrialState.FAIL and lost.user_attrs["lost"] is True
+    assert "metrics" not in lost.user_attrs and "objectives" not in lost.user_attrs
+    assert [t.state for t in done] == [TrialState.COMPLETE] * 2
+    assert sorted(t.user_attrs["slot"] for t in done) == [0, 1] and done[1].params == lost.params
+    assert [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()] == [
+        "trial 0 was taken as lost by another worker while it ran here; this result is dropped "
+        "(the retry stores its own)"]

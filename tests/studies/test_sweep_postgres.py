@@ -1,15 +1,14 @@
-"""Two sweep workers on a real PostgreSQL server (the throwaway cluster of the engine's
-PostgreSQL test, started and stopped here): exactly n trials, none lost or duplicated."""
+"""Two sweep workers on a real PostgreSQL server (the throwaway cluster of the
+``postgres_url`` fixture, ``conftest.py``): exactly n trials, none lost or duplicated."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from tests.studies.test_engine_postgres import postgres_url  # noqa: F401  (the fixture)
 from tests.studies.test_sweep import _complete_by_slot, worker, write_study
 
 
-def test_two_sweep_workers_on_postgres_run_exactly_n_trials(postgres_url, tmp_path):  # noqa: F811
+def test_two_sweep_workers_on_postgres_run_exactly_n_trials(postgres_url, tmp_path):
     study = write_study(tmp_path, n_trials=6)
     log = tmp_path / "runs.log"
     procs = [worker(str(study), postgres_url, log, 0.3) for _ in range(2)]
