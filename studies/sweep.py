@@ -52,6 +52,7 @@ from .objectives import MAXIMIZE, FigureError, record_figures
 from .plan import Item
 from .queue import (
     DUPLICATE,
+    FAIL_REASON,
     LOST,
     RETRY_OF,
     SLOT,
@@ -402,7 +403,7 @@ def trials_frame(study: optuna.Study, sweep: SweepStudy) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.WAITING:
             continue
-        if t.user_attrs.get("duplicate"):
+        if t.user_attrs.get(DUPLICATE):
             continue
         figures = t.user_attrs.get("objectives", {})
         spec = t.user_attrs.get("spec", {})
@@ -416,7 +417,7 @@ def trials_frame(study: optuna.Study, sweep: SweepStudy) -> pd.DataFrame:
         cons = t.constraints if t.state == TrialState.COMPLETE else {}
         row["feasible"] = bool(t.state == TrialState.COMPLETE and all(v <= 0 for v in cons.values()))
         row["pareto"] = t.number in front
-        row["fail_reason"] = t.user_attrs.get("fail_reason", "")
+        row["fail_reason"] = t.user_attrs.get(FAIL_REASON, "")
         row["pruned_epoch"] = t.user_attrs.get("pruned_epoch", math.nan)
         row["seconds"] = t.user_attrs.get("item_seconds", math.nan)
         rows.append(row)
