@@ -6,15 +6,18 @@ How a sweep runs (:class:`Sweep`):
 
 - **Budget.** ``n_trials`` trials in all, across workers and restarts: the study holds one
   *slot* per trial (a WAITING trial with the user attribute ``slot``), created once; a worker
-  claims a slot atomically (:func:`studies.engine.claim_lock` on SQLite, the storage's own
-  update elsewhere), the sampler draws its parameters, and the trial is run and told. A slot
-  is done when its trial is COMPLETE, PRUNED or FAIL; a re-run resumes with the slots left.
+  claims a slot atomically (:meth:`studies.queue.Queue.claim`), the sampler draws its
+  parameters, and the trial is run and told. A slot is done when its trial is COMPLETE, PRUNED
+  or FAIL; a re-run resumes with the slots left, and waits for slots running elsewhere until
+  they finish or their heartbeat goes stale.
   Two workers creating the same slot at once are resolved at the claim: the older trial runs,
   the other is marked FAIL as a duplicate. With only a ``timeout``, each worker asks for new
   trials until its time is up.
-- **Lost workers.** A running trial stamps a heartbeat (:class:`studies.engine.Heartbeat`);
+- **Lost workers.** A running trial stamps a heartbeat (:class:`studies.queue.Heartbeat`);
   a trial without one for ``grace_s`` is marked FAIL (lost) and its slot enqueued again with
-  the same parameters -- the engine's mechanism for plan items.
+  the same parameters -- the engine's mechanism for plan items. A worker whose trial was taken
+  as lost meanwhile drops its result; a storage outage of a few seconds is ridden out
+  (:mod:`studies.queue`).
 - **Failures.** An exception in a trial (a NaN loss, CUDA out of memory, a model that cannot
   be built) or an objective without a finite value marks it FAIL with ``fail_reason``; the
   study goes on.
