@@ -35,7 +35,7 @@ import torch
 
 from lfubench import models
 from lfubench.bench.data import PreprocessConfig, open_cache, prepare_cache, write_phantom
-from lfubench.bench.datasets import dataset_info
+from lfubench.bench.datasets import get_dataset
 from lfubench.bench.environment import environment_record, format_environment, torch_threads
 from lfubench.bench.latency import PRECISIONS
 from lfubench.bench.loader import make_feed, resolve_workers
@@ -102,7 +102,7 @@ def measure(name: str, width: int, data, args, *, compile: bool) -> dict:
     """
     torch.manual_seed(0)
     cuda = args.device == "cuda"
-    classes = dataset_info("lits").num_classes
+    classes = get_dataset("lits").num_classes
     model = models.create_model(name, in_channels=data.cache.in_channels, num_classes=classes,
                                 base_width=width)
     model.to(args.device).to(memory_format=torch.channels_last).train()

@@ -36,7 +36,7 @@ from lfubench.bench.data import (
     write_phantom,
 )
 from lfubench.bench.data.splits import read_splits, splits_path, write_splits
-from lfubench.bench.datasets import dataset_info
+from lfubench.bench.datasets import get_dataset
 from lfubench.bench.environment import environment_record, torch_threads
 from lfubench.bench.evaluate import evaluate_cases, overlay_slices
 from lfubench.bench.latency import profile
@@ -126,7 +126,7 @@ def dataset_cache(spec: DatasetSpec, run_dir: Path):
 
 
 def build_model(spec: ModelSpec, dataset: DatasetSpec, in_channels: int, **extra) -> torch.nn.Module:
-    num_classes = dataset_info(dataset.dataset).num_classes
+    num_classes = get_dataset(dataset.dataset).num_classes
     return models.create_model(spec.name, in_channels=in_channels, num_classes=num_classes,
                                **{**spec.kwargs, **extra})
 
@@ -235,7 +235,7 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
     cache, splits = dataset_cache(dspec, run_dir)
     device = plan.measure.device
     config = dataclasses.replace(plan.train, seed=item.seed, device=device, progress=progress)
-    num_classes = dataset_info(dspec.dataset).num_classes
+    num_classes = get_dataset(dspec.dataset).num_classes
 
     seed_everything(item.seed)
     model = build_model(spec, dspec, cache.in_channels)

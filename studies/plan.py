@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lfubench import models
-from lfubench.bench.datasets import dataset_info
+from lfubench.bench.datasets import get_dataset
 from lfubench.bench.train import TrainConfig
 
 from .schema import (
@@ -167,7 +167,7 @@ def apply_overrides(raw: dict, overrides: Sequence[str],
 
 
 def _in_out(dataset: DatasetSpec) -> dict:
-    info = dataset_info(dataset.kind)
+    info = get_dataset(dataset.kind)
     return {"in_channels": info.in_channels, "num_classes": info.num_classes}
 
 

@@ -22,6 +22,8 @@ from lfubench.reports.schema import (
     row,
 )
 
+from .queue import FAIL_REASON
+
 
 def item_row(record: ItemRecord | dict, item_seconds: float | None = None) -> dict:
     """The :data:`reports.schema.ITEM_COLUMNS` row of one item's record (an
@@ -93,7 +95,7 @@ def failures(trials: Sequence) -> pd.DataFrame:
         state = ("running" if TrialState.RUNNING in states else "waiting" if TrialState.WAITING in states
                  else "failed")
         rows.append({"item": item, "state": state, "attempts": len(failed),
-                     "reason": failed[-1].user_attrs.get("fail_reason", "") if failed else ""})
+                     "reason": failed[-1].user_attrs.get(FAIL_REASON, "") if failed else ""})
     return pd.DataFrame(rows, columns=["item", "state", "attempts", "reason"])
 
 

@@ -27,7 +27,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lfubench.bench.datasets import KINDS, PHANTOM_PREFIX, dataset_info
+from lfubench.bench.datasets import KINDS, PHANTOM_PREFIX, get_dataset
 from lfubench.bench.errors import LfubenchError
 from lfubench.bench.latency import PRECISIONS, Timing
 from lfubench.bench.metrics import EMPTY_CONVENTIONS
@@ -100,7 +100,7 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         """Fill the defaults that come from the dataset table."""
         if self.kind in KINDS:
-            info = dataset_info(self.kind)
+            info = get_dataset(self.kind)
             if self.size is None:
                 self.size = info.default_size
             if self.empty is None:

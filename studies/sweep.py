@@ -56,6 +56,7 @@ from .plan import Item
 from .queue import (
     DUPLICATE,
     FAIL_REASON,
+    ITEM,
     LOST,
     RETRY_OF,
     SLOT,
@@ -411,7 +412,7 @@ def trials_frame(study: optuna.Study, sweep: SweepStudy) -> pd.DataFrame:
         figures = t.user_attrs.get("objectives", {})
         spec = t.user_attrs.get("spec", {})
         row = {"number": t.number, "state": t.state.name.lower(), "slot": _slot(t),
-               "family": spec.get("name"), "label": spec.get("label"), "item": t.user_attrs.get("item")}
+               "family": spec.get("name"), "label": spec.get("label"), "item": t.user_attrs.get(ITEM)}
         row.update({f"p:{k}": v for k, v in t.params.items()})
         for name in names:
             row[name] = figures.get(name, math.nan)

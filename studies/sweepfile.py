@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lfubench import models
-from lfubench.bench.datasets import dataset_info
+from lfubench.bench.datasets import get_dataset
 from lfubench.bench.train import TrainConfig
 
 from .objectives import MAXIMIZE, Objectives, read_objectives
@@ -239,7 +239,7 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> SweepStudy:
     space = read_space(raw.get("search"), where, problems)
     if space is not None and len(datasets) == 1:
         check_space(space, datasets[0], where, problems)
-    regions = dataset_info(datasets[0].kind).regions if datasets else ()
+    regions = get_dataset(datasets[0].kind).regions if datasets else ()
     objectives = read_objectives(raw.get("objectives"), where, regions, problems)
     sampler = read_section(SamplerSpec, raw.get("sampler", {}), f"{where}: [sampler]", problems)
     if sampler and objectives:

@@ -145,6 +145,7 @@ def _work(args, study, sweep, out: Path) -> dict:
     from optuna.trial import TrialState
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from lfubench.studies.queue import SLOT
     from lfubench.studies.sweep import item_evaluator
 
     evaluate = item_evaluator(study, out, progress=not args.no_progress)
@@ -154,7 +155,7 @@ def _work(args, study, sweep, out: Path) -> dict:
     def started(trial, spec) -> None:
         clock[trial.number] = time.perf_counter()
         of = f"/{total}" if total else ""
-        log.info("trial %d (slot %s%s) started: %s", trial.number, trial.user_attrs.get("slot"), of,
+        log.info("trial %d (slot %s%s) started: %s", trial.number, trial.user_attrs.get(SLOT), of,
                  spec.label)
 
     def ended(trial, record, reason) -> None:
