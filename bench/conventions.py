@@ -58,3 +58,54 @@ def latency(device: str, batch: int, precision: str, input_shape: str, threads: 
     layout = "channels_last" if channels_last else "NCHW"
     return (f"latency: median ms per batch of {batch} at input {input_shape}, {precision}, {layout}, "
             f"on {where}; peak memory in MiB ({memory})")
+
+
+#: how each runtime is run and compared (bench.runtimes, bench.latency)
+RUNTIMES = (
+    "runtimes: torch = PyTorch eager, compile = torch.compile, onnxruntime = ONNX Runtime (CPU execution "
+    "provider; CUDA's on a GPU), openvino = OpenVINO CPU with INFERENCE_PRECISION_HINT set to the row's "
+    "precision (f32 for fp32), tensorrt = ONNX Runtime's TensorRT execution provider (CUDA only); all at "
+    "the same fixed thread count, from one ONNX export (torch.onnx.export, torch.export-based, opset 18, "
+    "dynamic batch), timed by the same loop; max_abs_diff = the largest absolute difference of a row's "
+    "logits from PyTorch fp32 eager's on one seeded input, argmax_agreement = the fraction of pixels with "
+    "the same arg-max class; precision_used = what the runtime reports it ran"
+)
+
+#: how int8 models are made and judged (bench.quantize)
+INT8 = (
+    "int8: static post-training quantization, ONNX Runtime QDQ (weights int8 per channel, activations int8 "
+    "per tensor, min/max calibration) and OpenVINO NNCF (default preset), calibrated on 8 seeded "
+    "standard-normal inputs in lfubench profile (training slices of the item's dataset in a plan); "
+    "operators the runtime does not run in int8 stay fp32; the gate: int8 Dice per region / fp32 Dice, "
+    "pass at >= 0.99 (MLPerf Inference's target)"
+)
+
+#: what model_peak_mb measures (bench.memory)
+MODEL_MEMORY = (
+    "model_peak_mb: the model's own peak tensor memory during one forward (inference rows) or one training "
+    "step (train rows: gradients and Adam state included) = weights + input + activations alive at once, "
+    "MiB; CPU: live tensor storages tracked per operator; CUDA: torch.cuda.max_memory_allocated; measured "
+    "in PyTorch eager (the same figure on every fp32 runtime row, none for int8); the process RSS is the "
+    "separate peak_rss_mb"
+)
+
+#: the hardware's limit and a row's share of it (bench.hardware)
+PEAK = (
+    "pct_of_peak = 100 x achieved GMAC/s (GMACs per image x batch / median s) / the device's peak fp32 "
+    "GMAC/s, measured once per process as the best large torch.mm on the run's threads (int8 rows are "
+    "compared with the same fp32 peak); memory bandwidth = best 256 MiB copy, bytes read + written"
+)
+
+#: what the arithmetic intensity divides by (bench.memory.traffic_bytes)
+INTENSITY = (
+    "arithmetic_intensity = MACs per byte moved in one fp32 forward per image, bytes moved = weights read "
+    "once + input read once + every operator's output written once and read once (no cache reuse between "
+    "operators); roofline_gmacs_per_s = min(peak, intensity x bandwidth)"
+)
+
+#: where joules come from (bench.hardware.EnergyMeter)
+ENERGY = (
+    "joules_per_image: energy counter difference over >= 1 s of repeated iterations / images; NVML total "
+    "energy of the GPU board on CUDA, RAPL package counters (whole socket, other processes included) on "
+    "the CPU; empty where no counter can be read (energy_note says why), never estimated from a TDP"
+)

@@ -1,9 +1,19 @@
-"""Latency, throughput and peak memory of a model's inference forward and training step.
+"""Latency, throughput and peak memory of a model's inference forward and training step, in each runtime.
 
-One call of :func:`profile` measures a model at a list of batch sizes and precisions, in
-inference and/or training mode, and returns tidy rows (one per model x input x batch x
-precision x mode) that carry the environment record (:mod:`bench.environment`), ready for
-``pandas.DataFrame(rows)``.
+One call of :func:`profile` measures a model in a list of runtimes (:mod:`bench.runtimes`: PyTorch
+eager, ``torch.compile``, ONNX Runtime, OpenVINO, TensorRT on CUDA), unquantized and int8
+(:mod:`bench.quantize`), at a list of batch sizes and precisions, in inference and/or training
+mode, and returns tidy rows (one per model x runtime x quantization x batch x precision x mode;
+training only in ``torch`` and ``compile``) that carry the environment record
+(:mod:`bench.environment`), ready for ``pandas.DataFrame(rows)``.
+
+Every row also carries ``max_abs_diff`` (the largest absolute difference of its output from
+PyTorch fp32 eager on one seeded input; ``argmax_agreement``: the fraction of pixels whose arg-max
+class agrees), the model file's size, ``model_peak_mb`` (the model's own tensor memory,
+:mod:`bench.memory`), the hardware limit and the row's share of it (:mod:`bench.hardware`) and
+``joules_per_image`` where an energy counter can be read. The sentences are
+:mod:`bench.conventions`' (``RUNTIMES``, ``INT8``, ``MODEL_MEMORY``, ``PEAK``, ``INTENSITY``,
+``ENERGY``).
 
 Conventions (also carried by every row):
 
@@ -27,7 +37,11 @@ Conventions (also carried by every row):
 - A training step is forward (all deep-supervision heads) + backward of a synthetic loss
   (mean of squared logits) + ``Adam`` step (``GradScaler`` with fp16 on CUDA).
 - An out-of-memory error, or any other exception, at one configuration becomes a row with
-  ``status`` ``"oom"`` or ``"error"`` and the message; the run goes on with the others.
+  ``status`` ``"oom"`` or ``"error"`` and the message; the run goes on with the others. A
+  runtime that cannot measure a quantization or precision gives a row with ``status``
+  ``"unsupported"`` and the reason.
+- Every runtime runs at the same fixed thread count; the ONNX-based runtimes are timed with
+  ``time.perf_counter`` on every device (their run call returns with the output on the host).
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ import gc
 import json
 import math
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +63,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import runtimes as rt
 from .environment import environment_record
+from .hardware import EnergyMeter, achieved, hardware_limit
+from .memory import CPU_METHOD, CUDA_METHOD, model_peak_mb, traffic_bytes
 
 #: the precisions lfubench measures, name -> autocast dtype (``None``: no autocast); the one list,
 #: imported by everything that accepts a precision
@@ -319,6 +337,30 @@ ROW_KEYS = (
     "memory_convention",
     "cudnn_benchmark",
     "tf32_conv",
+    # the runtime and what it ran (bench.runtimes, bench.quantize)
+    "runtime",
+    "runtime_version",
+    "provider",
+    "runtime_settings",
+    "quantize",
+    "precision_used",
+    "model_file_mb",
+    "prepare_s",
+    "max_abs_diff",
+    "argmax_agreement",
+    # the model's own memory (bench.memory)
+    "model_peak_mb",
+    "model_memory_convention",
+    # the hardware's limit and energy (bench.hardware)
+    "achieved_gmacs_per_s",
+    "pct_of_peak",
+    "arithmetic_intensity",
+    "roofline_gmacs_per_s",
+    "peak_gmacs_per_s",
+    "bandwidth_gb_s",
+    "hardware_method",
+    "joules_per_image",
+    "energy_note",
 )
 
 
@@ -338,6 +380,12 @@ def profile(
     timing: Timing = Timing(),
     extra: dict | None = None,
     seed: int = 0,
+    runtimes: Sequence[str] = ("torch",),
+    quantize: Sequence[str] = ("none",),
+    calibration: Sequence[np.ndarray] | None = None,
+    gmacs: float | None = None,
+    hardware: bool = True,
+    energy: bool = True,
 ) -> list[dict]:
     """Measure ``model`` (left untouched: copies run) on ``(batch, *input_shape)`` inputs.
 
@@ -347,17 +395,28 @@ def profile(
         name: model name for the rows. Defaults to ``model.model_name`` or the class name.
         model_kwargs: constructor arguments to record (JSON in the row).
         batch_sizes, precisions, modes: the grid; precisions from :data:`PRECISIONS`, modes
-            from :data:`MODES`.
+            from :data:`MODES` (``train`` in the ``torch`` and ``compile`` runtimes only).
         device: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
-        channels_last: run model and input in ``torch.channels_last``.
-        compile: wrap the forward in ``torch.compile`` (compile time is spent in warm-up).
-        threads: intra-op threads for the run (restored afterwards); default: the current count.
+        channels_last: run model and input in ``torch.channels_last`` (PyTorch runtimes).
+        compile: wrap the forward in ``torch.compile`` (compile time is spent in warm-up); the same
+            as the runtime ``compile`` in place of ``torch``.
+        threads: intra-op threads of every runtime (restored afterwards); default: torch's current count.
         timing: warm-up and loop bounds.
         extra: fields added to every row (parameter counts, GMACs ...).
+        seed: seed of the measured input (the same input gives ``max_abs_diff``).
+        runtimes: of :data:`bench.runtimes.RUNTIMES`; a runtime that cannot run here raises
+            :class:`bench.runtimes.RuntimeUnavailable` (one line naming the extra to install).
+        quantize: of :data:`bench.runtimes.QUANTIZE` (``int8``: static post-training quantization).
+        calibration: int8 calibration inputs, arrays ``(B, C, H, W)``; default
+            :func:`bench.quantize.calibration_inputs` (seeded random inputs).
+        gmacs: GMACs per image for ``pct_of_peak``; default ``extra["gmacs"]``, else counted by fvcore.
+        hardware: measure the device's limit (once per process) and give each row its share.
+        energy: read the energy counter over a window of at least 1 s after each measured loop.
 
     Returns:
-        One row per batch x precision x mode, in that order, each with the environment record
-        as ``env_*`` fields. A configuration that fails has ``status`` ``"oom"`` or ``"error"``.
+        One row per runtime x quantization x batch x precision x mode, in that order, each with
+        the environment record as ``env_*`` fields. A configuration that fails has ``status``
+        ``"oom"`` or ``"error"``; one a runtime cannot measure has ``"unsupported"``.
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -368,6 +427,8 @@ def profile(
             f"unknown precision or mode {bad[0]!r}; precisions {', '.join(PRECISIONS)}, "
             f"modes {', '.join(MODES)}"
         )
+    runtimes = list(dict.fromkeys("compile" if compile and r == "torch" else r for r in runtimes))
+    rt.check_runtimes(runtimes, quantize, dev)
     name = name or getattr(model, "model_name", type(model).__name__)
     old_threads = torch.get_num_threads()
     old_benchmark = torch.backends.cudnn.benchmark
@@ -375,88 +436,203 @@ def profile(
         torch.set_num_threads(threads)
     try:
         torch.backends.cudnn.benchmark = True
-        env = {f"env_{k}": v for k, v in environment_record(dev).items()}
-        base = copy.deepcopy(model).to(dev).eval()
-        if channels_last:
-            base = base.to(memory_format=torch.channels_last)
-        forward: Callable = base
-        if compile and "inference" in modes:
-            forward = torch.compile(base)
-        rows = []
-        for batch in batch_sizes:
-            for precision in precisions:
-                for mode in modes:
-                    row = dict.fromkeys(ROW_KEYS)
-                    row.update(
-                        model=name,
-                        model_kwargs=json.dumps(model_kwargs or {}, sort_keys=True),
-                        input="x".join(map(str, input_shape)),
-                        batch=int(batch),
-                        precision=precision,
-                        mode=mode,
-                        device=str(dev) if dev.type == "cpu" else f"cuda:{dev.index or 0}",
-                        channels_last=channels_last,
-                        compile=compile,
-                        threads=torch.get_num_threads(),
-                        status="ok",
-                        error="",
-                        timer=CUDA_TIMER if dev.type == "cuda" else CPU_TIMER,
-                        cudnn_benchmark=dev.type == "cuda" or None,
-                        tf32_conv=torch.backends.cudnn.allow_tf32 if dev.type == "cuda" else None,
-                    )
-                    row.update(
-                        _measure_one(
-                            base,
-                            forward,
-                            input_shape,
-                            batch,
-                            precision,
-                            mode,
-                            dev,
-                            channels_last,
-                            compile,
-                            timing,
-                            seed,
-                        )
-                    )
-                    if row["status"] != "ok":  # the failed configuration's tensors are gone now
-                        gc.collect()
-                        if dev.type == "cuda":
-                            torch.cuda.empty_cache()
-                    row.update(extra or {})
-                    row.update(env)
-                    rows.append(row)
-        return rows
+        return _profile(model, input_shape, name, model_kwargs, batch_sizes, precisions, modes, dev,
+                        channels_last, timing, extra, seed, runtimes, quantize, calibration, gmacs, hardware,
+                        energy)
     finally:
         torch.set_num_threads(old_threads)
         torch.backends.cudnn.benchmark = old_benchmark
 
 
-def _measure_one(
-    base, forward, input_shape, batch, precision, mode, dev, channels_last, compile, timing, seed
-):
-    out: dict = {}
-    status = error = None
-    try:
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(batch, *input_shape, generator=g).to(dev)
+class _Context:
+    """What every row of one :func:`profile` call shares, made once: the models, the seeded inputs
+    and their fp32 reference outputs, the model's memory per configuration, the hardware limit."""
+
+    def __init__(self, model, input_shape, dev, channels_last, seed, calibration, quantize, folder):
+        self.dev, self.input_shape, self.seed = dev, tuple(input_shape), seed
+        self.channels_last = channels_last
+        self.base = copy.deepcopy(model).to(dev).eval()
+        self.reference = self.base
         if channels_last:
+            self.base = copy.deepcopy(self.base).to(memory_format=torch.channels_last)
+        self._inputs: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
+        self._memory: dict[tuple, float | None] = {}
+        if "int8" in quantize and calibration is None:
+            from .quantize import calibration_inputs
+
+            calibration = calibration_inputs((1, *self.input_shape))
+        cpu_model = copy.deepcopy(model).cpu().eval()
+        self.artifacts = rt.Artifacts(cpu_model, self.input(1).cpu(), folder,
+                                      None if calibration is None else list(calibration))
+
+    def input(self, batch: int) -> torch.Tensor:
+        """The seeded fp32 NCHW input of ``batch`` images, on the device."""
+        g = torch.Generator().manual_seed(self.seed)
+        return torch.randn(batch, *self.input_shape, generator=g).to(self.dev)
+
+    def reference_output(self, batch: int) -> np.ndarray:
+        """PyTorch fp32 eager's output on :meth:`input` (cached per batch)."""
+        if batch not in self._inputs:
+            x = self.input(batch)
+            with torch.inference_mode():
+                ref = self.reference(x).float().cpu().numpy()
+            self._inputs[batch] = (x, ref)
+        return self._inputs[batch][1]
+
+    def model_memory(self, batch: int, precision: str, mode: str) -> float | None:
+        key = (batch, precision, mode)
+        if key not in self._memory:
+            try:
+                measured = model_peak_mb(self.reference, self.input(batch), mode, PRECISIONS[precision])
+                self._memory[key] = measured.peak_mb
+            except Exception:  # the row's own measurement reports the failure
+                self._memory[key] = None
+        return self._memory[key]
+
+
+def _profile(model, input_shape, name, model_kwargs, batch_sizes, precisions, modes, dev, channels_last,
+             timing, extra, seed, runtimes, quantize, calibration, gmacs, hardware, energy) -> list[dict]:
+    threads = torch.get_num_threads()
+    env = {f"env_{k}": v for k, v in environment_record(dev).items()}
+    gmacs = gmacs if gmacs is not None else (extra or {}).get("gmacs")
+    limit = bytes_moved = None
+    if hardware:
+        limit = hardware_limit(dev, threads)
+        with contextlib.suppress(Exception):  # a model fvcore cannot trace has no intensity
+            if gmacs is None:
+                from .complexity import fvcore_macs
+
+                gmacs = fvcore_macs(model, tuple(input_shape)) / 1e9
+            bytes_moved = traffic_bytes(model, torch.zeros(1, *input_shape))[0]
+    meter = EnergyMeter(dev) if energy else None
+    device_name = str(dev) if dev.type == "cpu" else f"cuda:{dev.index or 0}"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lfubench-runtimes-") as folder:
+        ctx = _Context(model, input_shape, dev, channels_last, seed, calibration, quantize, folder)
+        for runtime in runtimes:
+            torch_rt = runtime in rt.TORCH_RUNTIMES
+            forward: Callable = ctx.base
+            if runtime == "compile" and "inference" in modes:
+                forward = torch.compile(ctx.base)
+            for q in quantize:
+                for batch in batch_sizes:
+                    for precision in precisions:
+                        for mode in modes:
+                            if mode == "train" and not (torch_rt and q == "none"):
+                                continue
+                            row = dict.fromkeys(ROW_KEYS)
+                            row.update(
+                                model=name,
+                                model_kwargs=json.dumps(model_kwargs or {}, sort_keys=True),
+                                input="x".join(map(str, input_shape)),
+                                batch=int(batch),
+                                precision=precision,
+                                mode=mode,
+                                device=device_name,
+                                channels_last=channels_last if torch_rt else False,
+                                compile=runtime == "compile",
+                                threads=threads,
+                                status="ok",
+                                error="",
+                                timer=CUDA_TIMER if dev.type == "cuda" and torch_rt else CPU_TIMER,
+                                cudnn_benchmark=dev.type == "cuda" or None,
+                                tf32_conv=torch.backends.cudnn.allow_tf32 if dev.type == "cuda" else None,
+                                runtime=runtime,
+                                runtime_version=rt.runtime_version(runtime),
+                                quantize=q,
+                            )
+                            why = rt.unsupported(runtime, q, precision, dev)
+                            if why:
+                                row.update(status="unsupported", error=why)
+                            else:
+                                if torch_rt:
+                                    measured = _measure_one(ctx, forward, runtime, batch, precision, mode,
+                                                            timing, meter)
+                                else:
+                                    measured = _measure_runtime(ctx, runtime, q, batch, precision, timing,
+                                                                threads, meter)
+                                row.update(measured)
+                                if q == "none":
+                                    row["model_peak_mb"] = ctx.model_memory(batch, precision, mode)
+                                    row["model_memory_convention"] = (
+                                        CUDA_METHOD if dev.type == "cuda" else CPU_METHOD
+                                    ) + ("" if torch_rt else "; measured in PyTorch eager")
+                                if limit is not None and mode == "inference":
+                                    share = achieved(gmacs, batch, row.get("median_ms"), limit, bytes_moved)
+                                    row.update(share, peak_gmacs_per_s=limit.peak_gmacs_per_s,
+                                               bandwidth_gb_s=limit.bandwidth_gb_s,
+                                               hardware_method=limit.method)
+                            if row["status"] not in ("ok", "unsupported"):  # its tensors are gone now
+                                gc.collect()
+                                if dev.type == "cuda":
+                                    torch.cuda.empty_cache()
+                            row.update(extra or {})
+                            row.update(env)
+                            rows.append(row)
+    return rows
+
+
+def _agreement(out: np.ndarray, ref: np.ndarray) -> dict:
+    out = np.asarray(out, dtype=np.float32)
+    return {"max_abs_diff": float(np.abs(out - ref).max()),
+            "argmax_agreement": float((out.argmax(1) == ref.argmax(1)).mean())}
+
+
+def _timed(step: Callable[[], object], batch: int, timer_device: torch.device, timing: Timing,
+           meter: EnergyMeter | None) -> dict:
+    result = time_loop(step, timing, timer_device)
+    out = {k: v for k, v in result.items() if k != "times_ms"}
+    out.update(summarize(result["times_ms"], batch))
+    if meter is not None:
+        out["joules_per_image"] = meter.measure(step, batch)
+        out["energy_note"] = meter.source or meter.reason
+    return out
+
+
+def _failure(err: BaseException) -> dict:
+    first = (str(err).strip().splitlines() or [""])[0]
+    return {"status": "oom" if is_oom(err) else "error", "error": f"{type(err).__name__}: {first}"[:300]}
+
+
+def _measure_one(ctx: _Context, forward, runtime, batch, precision, mode, timing, meter) -> dict:
+    """One PyTorch row (eager or compiled)."""
+    dev = ctx.dev
+    out: dict = {"provider": "inductor" if runtime == "compile" else "eager",
+                 "precision_used": precision if precision == "fp32" else f"{precision} (torch.autocast)",
+                 "runtime_settings": json.dumps({"channels_last": ctx.channels_last}, sort_keys=True)}
+    try:
+        ref = ctx.reference_output(batch)
+        x = ctx.input(batch)
+        if ctx.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if dev.type == "cuda":
             gc.collect()
             torch.cuda.empty_cache()
         if mode == "inference":
             step = inference_step(forward, x, dev, precision)
+            with torch.inference_mode(), _autocast(dev, precision):
+                out.update(_agreement(forward(x).float().cpu().numpy(), ref))
         else:
-            step = train_step(copy.deepcopy(base), x, dev, precision, compile)
-        result = time_loop(step, timing, dev)
-        out.update({k: v for k, v in result.items() if k != "times_ms"})
-        out.update(summarize(result["times_ms"], batch))
+            step = train_step(copy.deepcopy(ctx.base), x, dev, precision, runtime == "compile")
+        out.update(_timed(step, batch, dev, timing, meter))
     except Exception as err:  # recorded, never raised: the other configurations still run
-        status = "oom" if is_oom(err) else "error"
-        first = (str(err).strip().splitlines() or [""])[0]
-        error = f"{type(err).__name__}: {first}"[:300]
-    if status is not None:
-        out.update(status=status, error=error)
+        out.update(_failure(err))
     return out
 
+
+def _measure_runtime(ctx: _Context, runtime, q, batch, precision, timing, threads, meter) -> dict:
+    """One row of an ONNX-based runtime: its session made (exporting and quantizing on first use),
+    its output compared with PyTorch fp32's, then timed with :func:`time_loop` like PyTorch."""
+    out: dict = {}
+    try:
+        ref = ctx.reference_output(batch)
+        session, path, seconds = ctx.artifacts.session(runtime, q, precision, batch, ctx.dev, threads)
+        out.update(session.record(), model_file_mb=rt.file_mb(path), prepare_s=seconds)
+        x = ctx.input(batch).cpu().numpy()
+        if precision == "fp16" and runtime != "openvino":
+            x = x.astype(np.float16)
+        out.update(_agreement(session.run(x), ref))
+        out.update(_timed(lambda: session.run(x), batch, torch.device("cpu"), timing, meter))
+    except Exception as err:  # recorded, never raised: the other configurations still run
+        out.update(_failure(err))
+    return out

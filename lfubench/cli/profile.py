@@ -1,9 +1,12 @@
-"""``lfubench profile``: latency, throughput and peak memory (and MACs) of zoo models.
+"""``lfubench profile``: latency, throughput and peak memory (and MACs) of zoo models, in each runtime.
 
 One call measures one or more models (``MODEL [KEY=VALUE ...]`` repeated, or ``--all`` with an
-optional ``--pattern``) over a grid of batch sizes, precisions and modes; ``--baseline`` adds
-each row's ratios of MACs, latency and peak memory to one of the models (e.g. U-Net on a GPU:
-does a model with a tenth of the MACs run ten times faster?).
+optional ``--pattern``) over a grid of runtimes (``--runtime torch,compile,onnxruntime,openvino``,
+``tensorrt`` on CUDA), quantizations (``--quantize none,int8``), batch sizes, precisions and modes:
+one row per model x runtime x quantization x batch x precision x mode. ``--baseline`` adds each
+row's ratios of MACs, latency and the model's own peak memory to one of the models in the same
+runtime and quantization (e.g. U-Net on a GPU: does a model with a tenth of the MACs run ten times
+faster?).
 
 Every mistake in the arguments raises :class:`bench.errors.LfubenchError` (one line, exit 2);
 any other exception is a bug and shows its traceback.
@@ -20,10 +23,12 @@ import torch
 
 from lfubench import models
 from lfubench.bench.complexity import fvcore_macs, mac_report, param_counts, report_rows
-from lfubench.bench.conventions import MACS
+from lfubench.bench.conventions import ENERGY, INT8, INTENSITY, MACS, MODEL_MEMORY, PEAK, RUNTIMES
 from lfubench.bench.environment import environment_record, format_environment
 from lfubench.bench.errors import LfubenchError
 from lfubench.bench.latency import MODES, PRECISIONS, Timing, profile
+from lfubench.bench.runtimes import QUANTIZE, check_runtimes
+from lfubench.bench.runtimes import RUNTIMES as RUNTIME_NAMES
 from lfubench.reports.text import FORMATS, format_rows
 
 from .args import parse_kwargs, parse_list, parse_shape
@@ -48,6 +53,11 @@ MD_COLUMNS = (
     "params_used",
     "gmacs",
 )
+#: shown after the memory columns in Markdown: the model's own memory and the share of the hardware
+MODEL_COLUMNS = ("model_peak_mb", "pct_of_peak")
+#: shown in Markdown when more than the default runtime or quantization is measured
+RUNTIME_COLUMNS = ("runtime", "quantize")
+DEPLOY_COLUMNS = ("max_abs_diff", "precision_used", "model_file_mb", "joules_per_image")
 RATIO_COLUMNS = ("gmacs_ratio", "latency_ratio", "memory_ratio")
 
 
@@ -93,8 +103,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=",".join(MODES),
         help="comma-separated, of inference, train (train = forward + backward + Adam step; default both)",
     )
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the forward")
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        help=f"comma-separated, of {', '.join(RUNTIME_NAMES)} (default torch = PyTorch eager; tensorrt on "
+        "CUDA only; the ONNX-based runtimes measure inference only)",
+    )
+    p.add_argument(
+        "--quantize",
+        default="none",
+        help="comma-separated, of none, int8 (int8: static post-training quantization in onnxruntime and "
+        "openvino, calibrated on 8 seeded random inputs; default none)",
+    )
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format (PyTorch)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the forward (= --runtime compile)")
     p.add_argument(
         "--threads", type=int, default=None, help="intra-op CPU threads (default: torch's current)"
     )
@@ -110,8 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--baseline",
         metavar="MODEL",
-        help="add the ratios of GMACs, median latency and peak memory to this model's row at the same "
-        "batch, precision and mode (its name as given, or as displayed with its settings)",
+        help="add the ratios of GMACs, median latency and the model's own peak memory to this model's row "
+        "in the same runtime, quantization, batch, precision and mode (its name as given, or as displayed "
+        "with its settings)",
     )
     p.add_argument(
         "--macs",
@@ -256,6 +279,13 @@ def run(args: argparse.Namespace) -> int:
     batches = _batches(args.batch)
     precisions = parse_list(args.precision, PRECISIONS, "precision")
     modes = parse_list(args.mode, MODES, "mode")
+    runtimes = parse_list(args.runtime, RUNTIME_NAMES, "runtime")
+    quantize = parse_list(args.quantize, QUANTIZE, "quantization")
+    if args.compile:
+        if runtimes != ["torch"]:
+            raise LfubenchError("give --runtime compile (with the other runtimes) instead of --compile")
+        runtimes = ["compile"]
+    check_runtimes(runtimes, quantize, args.device)  # a missing package: one line naming the extra
     timing = Timing(
         min_iters=args.min_iters,
         max_iters=args.max_iters,
@@ -285,18 +315,18 @@ def run(args: argparse.Namespace) -> int:
             modes=modes,
             device=args.device,
             channels_last=args.channels_last,
-            compile=args.compile,
             threads=args.threads,
             timing=timing,
             extra=extra,
+            runtimes=runtimes,
+            quantize=quantize,
         )
         if len(built) > 1:
             log.info("[%6.1f s] %s done", time.perf_counter() - start, shown)
     if baseline:
         add_ratios(rows, baseline)
     print(render_rows(rows, args.format, baseline))
-    failed = [r for r in rows if r["status"] != "ok"]
-    return 1 if failed and len(failed) == len(rows) else 0
+    return 0 if any(r["status"] == "ok" for r in rows) else 1
 
 
 def _baseline(wanted: str, targets: list[tuple[str, dict]], names: list[str]) -> str:
@@ -312,56 +342,76 @@ def _baseline(wanted: str, targets: list[tuple[str, dict]], names: list[str]) ->
     return matches[0]
 
 
-def _peak_mb(row: dict) -> float | None:
-    return row["peak_allocated_mb"] if row["device"].startswith("cuda") else row["peak_rss_mb"]
+#: the fields a row is matched with its baseline row on
+RATIO_KEYS = ("runtime", "quantize", "batch", "precision", "mode")
 
 
 def add_ratios(rows: list[dict], baseline: str) -> None:
-    """Add ``gmacs_ratio``, ``latency_ratio`` (median) and ``memory_ratio`` (peak) of each row to the
-    ``baseline`` model's row at the same batch, precision and mode (``None`` where either failed)."""
-    ref = {(r["batch"], r["precision"], r["mode"]): r for r in rows if r["model"] == baseline}
+    """Add ``gmacs_ratio``, ``latency_ratio`` (median) and ``memory_ratio`` (the model's own peak,
+    ``model_peak_mb``) of each row to the ``baseline`` model's row in the same runtime, quantization,
+    batch, precision and mode (``None`` where either failed or has no figure)."""
+    ref = {tuple(r[k] for k in RATIO_KEYS): r for r in rows if r["model"] == baseline}
 
     def ratio(a, b):
         return None if a is None or not b else a / b
 
     for r in rows:
-        base = ref.get((r["batch"], r["precision"], r["mode"]))
+        base = ref.get(tuple(r[k] for k in RATIO_KEYS))
         ok = base is not None and r["status"] == base["status"] == "ok"
         r["gmacs_ratio"] = ratio(r["gmacs"], base["gmacs"]) if base else None
         r["latency_ratio"] = ratio(r["median_ms"], base["median_ms"]) if ok else None
-        r["memory_ratio"] = ratio(_peak_mb(r), _peak_mb(base)) if ok else None
+        r["memory_ratio"] = ratio(r["model_peak_mb"], base["model_peak_mb"]) if ok else None
 
 
 def render_rows(rows: list[dict], fmt: str, baseline: str | None = None) -> str:
     """Markdown: conventions and the environment once, then the main columns; CSV/JSON: all fields."""
     if fmt != "md":
-        return format_rows(rows, fmt, conventions(rows[0], baseline) if rows else None)
+        return format_rows(rows, fmt, conventions(rows[0], baseline, _deployment(rows)) if rows else None)
     first = rows[0]
     mem = ["peak_allocated_mb", "peak_reserved_mb"] if first["device"].startswith("cuda") else ["peak_rss_mb"]
-    columns = list(MD_COLUMNS[:12]) + mem + list(MD_COLUMNS[12:]) + list(RATIO_COLUMNS if baseline else ())
+    deploy = _deployment(rows)
+    columns = (
+        list(MD_COLUMNS[:1]) + list(RUNTIME_COLUMNS if deploy else ()) + list(MD_COLUMNS[1:12]) + mem
+        + list(MODEL_COLUMNS) + list(DEPLOY_COLUMNS if deploy else ()) + list(MD_COLUMNS[12:])
+        + list(RATIO_COLUMNS if baseline else ())
+    )
     shown = [{c: ("n/a" if r.get(c) is None else r[c]) for c in columns} for r in rows]
     env = {k.removeprefix("env_"): v for k, v in first.items() if k.startswith("env_")}
-    header = conventions(first, baseline) + "\n\nEnvironment:\n" + format_environment(env)
+    header = conventions(first, baseline, deploy) + "\n\nEnvironment:\n" + format_environment(env)
     text = format_rows(shown, "md", header)
-    notes = [
-        f"- {r['model']} batch {r['batch']} {r['precision']} {r['mode']}: {r['status']}: {r['error']}"
-        for r in rows
-        if r["status"] != "ok"
-    ]
-    return text + ("\n\nFailed configurations:\n" + "\n".join(notes) if notes else "")
+    def where(r):
+        runtime = f" {r['runtime']} {r['quantize']}" if deploy else ""
+        return f"- {r['model']}{runtime} batch {r['batch']} {r['precision']} {r['mode']}"
+
+    notes = [f"{where(r)}: {r['status']}: {r['error']}" for r in rows if r["status"] in ("oom", "error")]
+    skipped = [f"{where(r)}: {r['error']}" for r in rows if r["status"] == "unsupported"]
+    if notes:
+        text += "\n\nFailed configurations:\n" + "\n".join(notes)
+    if skipped:
+        text += "\n\nNot measured:\n" + "\n".join(skipped)
+    return text
 
 
-def conventions(row: dict, baseline: str | None = None) -> str:
+def _deployment(rows: list[dict]) -> bool:
+    """Whether more than PyTorch eager unquantized is measured (the deployment columns are shown)."""
+    return any(r["runtime"] != "torch" or r["quantize"] != "none" for r in rows)
+
+
+def conventions(row: dict, baseline: str | None = None, deployment: bool = False) -> str:
     text = (
         f"Latency in ms per iteration ({row['timer']}; median, p90, p99, IQR = p75 - p25); images_per_s = "
         f"batch / median. Memory: {row['memory_convention'] or 'n/a'}. Device {row['device']}, "
         f"{row['threads']} threads, channels_last={row['channels_last']}, compile={row['compile']}. "
-        f"Precision via torch.autocast. gmacs: {MACS}. params_used: parameters the output depends on."
+        f"Precision via torch.autocast in PyTorch. gmacs: {MACS}. params_used: parameters the output "
+        f"depends on. {MODEL_MEMORY}. {PEAK}; {row['hardware_method'] or 'not measured'}. {INTENSITY}. "
+        f"{ENERGY}."
     )
+    if deployment:
+        text += f" {RUNTIMES}. {INT8}."
     if baseline:
         text += (
-            f" gmacs_ratio, latency_ratio (median), memory_ratio (peak): this row / {baseline} at the "
-            "same batch, precision and mode."
+            f" gmacs_ratio, latency_ratio (median), memory_ratio (model_peak_mb): this row / {baseline} in "
+            "the same runtime, quantization, batch, precision and mode."
         )
     return text
 

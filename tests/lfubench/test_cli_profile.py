@@ -139,8 +139,8 @@ def test_several_models_in_one_call_with_a_baseline(capsys):
     assert unet["gmacs_ratio"] == unet["latency_ratio"] == unet["memory_ratio"] == 1.0
     assert lfunet["gmacs_ratio"] == pytest.approx(lfunet["gmacs"] / unet["gmacs"])
     assert lfunet["latency_ratio"] == pytest.approx(lfunet["median_ms"] / unet["median_ms"])
-    assert lfunet["memory_ratio"] == pytest.approx(lfunet["peak_rss_mb"] / unet["peak_rss_mb"])
-    assert "/ unet (base_width=4) at the same batch" in data["conventions"]
+    assert lfunet["memory_ratio"] == pytest.approx(lfunet["model_peak_mb"] / unet["model_peak_mb"])
+    assert "/ unet (base_width=4) in the same runtime, quantization, batch" in data["conventions"]
     code, out, _ = run(capsys, *argv, "--mode", "inference", "--baseline", "unet (base_width=4)", *FAST)
     assert code == 0
     assert "| latency_ratio |" in out.replace("  ", "") and "| lfunet " in out
@@ -172,6 +172,10 @@ USER_MISTAKES = [
     (["profile", "unet", "--attr", "nope"], "--attr 'nope' must look like KEY=VALUE"),
     (["profile", "unet", "--precision", "fp8"], "unknown precision 'fp8'"),
     (["profile", "unet", "--mode", "eval"], "unknown mode 'eval'"),
+    (["profile", "unet", "--runtime", "tvm"], "unknown runtime 'tvm'; choose from torch, compile, onnx"),
+    (["profile", "unet", "--quantize", "int4"], "unknown quantization 'int4'; choose from none, int8"),
+    (["profile", "unet", "--runtime", "tensorrt"], "'tensorrt' runs on NVIDIA GPUs only: give --device cuda"),
+    (["profile", "unet", "--runtime", "onnxruntime", "--compile"], "give --runtime compile (with the other"),
     (["profile", "unet", "--batch", "0"], "must be positive"),
     (["profile", "unet", "--batch", "1,x"], "--batch sizes must be positive integers"),
     (["profile", "unet", "--batch", ","], "empty batch size list"),
@@ -221,3 +225,72 @@ def test_cuda_on_a_cpu_only_machine(capsys):
     args = build_parser().parse_args(["profile", "unet", "--device", "cuda"])
     with pytest.raises(LfubenchError, match="--device cuda: CUDA is not available"):
         args.func(args)
+
+
+# --- runtimes -----------------------------------------------------------------------------------
+
+DEPLOYMENT_KEYS = ("runtime", "quantize", "max_abs_diff", "model_peak_mb", "pct_of_peak", "joules_per_image")
+
+
+def test_default_rows_carry_the_new_keys_with_torch_values(capsys):
+    code, out, _ = run(capsys, "profile", "unet", "base_width=4", "--input", "3x32x32", "--mode", "inference",
+                       "--format", "json", *FAST)
+    assert code == 0
+    (row,) = json.loads(out)["rows"]
+    assert set(DEPLOYMENT_KEYS) <= set(row)
+    assert (row["runtime"], row["quantize"], row["max_abs_diff"]) == ("torch", "none", 0.0)
+    weights = sum(p.numel() for p in models.create_model("unet", base_width=4).parameters()) * 4 / 2**20
+    assert row["model_peak_mb"] > weights and row["pct_of_peak"] > 0
+    assert row["joules_per_image"] is None or row["joules_per_image"] > 0
+    assert row["energy_note"]  # the counter used, or why there is none
+
+
+@pytest.mark.slow
+def test_runtimes_and_int8_rows_with_a_baseline_per_runtime(capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    code, out, err = run(capsys, "profile", "unet", "base_width=4", "lfunet", "prune_level=1", "--input",
+                         "3x32x32", "--runtime", "torch,onnxruntime,openvino", "--quantize", "none,int8",
+                         "--mode", "inference,train", "--baseline", "unet", "--format", "csv", *FAST)
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert set(DEPLOYMENT_KEYS) <= set(rows[0])
+    grid = [(r["model"], r["runtime"], r["quantize"], r["mode"], r["status"]) for r in rows]
+    for model in ("unet (base_width=4)", "lfunet (prune_level=1)"):
+        assert [g[1:] for g in grid if g[0] == model] == [
+            ("torch", "none", "inference", "ok"), ("torch", "none", "train", "ok"),
+            ("torch", "int8", "inference", "unsupported"),
+            ("onnxruntime", "none", "inference", "ok"), ("onnxruntime", "int8", "inference", "ok"),
+            ("openvino", "none", "inference", "ok"), ("openvino", "int8", "inference", "ok"),
+        ]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert all(float(r["max_abs_diff"]) <= (1e-3 if r["runtime"] == "openvino" else 1e-4)
+               for r in ok if r["quantize"] == "none" and r["mode"] == "inference")
+    assert all(r["max_abs_diff"] == "" for r in ok if r["mode"] == "train")
+    assert all(float(r["argmax_agreement"]) >= 0.9 for r in ok if r["quantize"] == "int8")
+    ratios = {(r["model"], r["runtime"], r["quantize"], r["mode"]): r["latency_ratio"] for r in ok}
+    assert all(float(ratios[("unet (base_width=4)", *k[1:])]) == 1.0 for k in ratios)
+    lf = [r for r in ok if r["model"].startswith("lfunet") and r["runtime"] == "onnxruntime"
+          and r["quantize"] == "int8"][0]
+    un = [r for r in ok if r["model"].startswith("unet") and r["runtime"] == "onnxruntime"
+          and r["quantize"] == "int8"][0]
+    assert float(lf["latency_ratio"]) == pytest.approx(float(lf["median_ms"]) / float(un["median_ms"]))
+    assert err.count("\n") <= 4  # one progress line per model, no exporter or quantizer chatter
+    code, out, _ = run(capsys, "profile", "unet", "base_width=4", "--input", "3x32x32", "--runtime",
+                       "onnxruntime", "--quantize", "none,int8", *FAST)
+    assert code == 0
+    assert "| onnxruntime |" in out.replace("  ", "") and "| max_abs_diff |" in out.replace("  ", "")
+    assert "ONNX Runtime QDQ" in out
+
+
+def test_a_missing_runtime_is_one_line_naming_the_extra(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n == "onnxruntime" else real(n, *a))
+    code, out, err = run(capsys, "profile", "unet", "--runtime", "torch,onnxruntime", *FAST)
+    assert code == 2 and out == ""
+    assert err.strip() == ("lfubench profile: error: runtime 'onnxruntime' needs onnxruntime, not installed: "
+                           "pip install 'lfubench[onnx]'")
