@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gc
 import json
 import math
@@ -461,9 +462,14 @@ class _Context:
             from .quantize import calibration_inputs
 
             calibration = calibration_inputs((1, *self.input_shape))
-        cpu_model = copy.deepcopy(model).cpu().eval()
-        self.artifacts = rt.Artifacts(cpu_model, self.input(1).cpu(), folder,
-                                      None if calibration is None else list(calibration))
+        self._artifacts = (model, folder, calibration)
+
+    @functools.cached_property
+    def artifacts(self) -> rt.Artifacts:
+        """The exported and quantized files, made on the first row of an ONNX-based runtime."""
+        model, folder, calibration = self._artifacts
+        return rt.Artifacts(copy.deepcopy(model).cpu().eval(), self.input(1).cpu(), folder,
+                            None if calibration is None else list(calibration))
 
     def input(self, batch: int) -> torch.Tensor:
         """The seeded fp32 NCHW input of ``batch`` images, on the device."""
@@ -505,7 +511,18 @@ def _profile(model, input_shape, name, model_kwargs, batch_sizes, precisions, mo
                 gmacs = fvcore_macs(model, tuple(input_shape)) / 1e9
             bytes_moved = traffic_bytes(model, torch.zeros(1, *input_shape))[0]
     meter = EnergyMeter(dev) if energy else None
-    device_name = str(dev) if dev.type == "cpu" else f"cuda:{dev.index or 0}"
+    shared = {
+        "model": name,
+        "model_kwargs": json.dumps(model_kwargs or {}, sort_keys=True),
+        "input": "x".join(map(str, input_shape)),
+        "device": str(dev) if dev.type == "cpu" else f"cuda:{dev.index or 0}",
+        "threads": threads,
+        "cudnn_benchmark": dev.type == "cuda" or None,
+        "tf32_conv": torch.backends.cudnn.allow_tf32 if dev.type == "cuda" else None,
+    }
+    if limit is not None:
+        shared.update(peak_gmacs_per_s=limit.peak_gmacs_per_s, bandwidth_gb_s=limit.bandwidth_gb_s,
+                      hardware_method=limit.method)
     rows = []
     with tempfile.TemporaryDirectory(prefix="lfubench-runtimes-") as folder:
         ctx = _Context(model, input_shape, dev, channels_last, seed, calibration, quantize, folder)
@@ -514,61 +531,37 @@ def _profile(model, input_shape, name, model_kwargs, batch_sizes, precisions, mo
             forward: Callable = ctx.base
             if runtime == "compile" and "inference" in modes:
                 forward = torch.compile(ctx.base)
-            for q in quantize:
-                for batch in batch_sizes:
-                    for precision in precisions:
-                        for mode in modes:
-                            if mode == "train" and not (torch_rt and q == "none"):
-                                continue
-                            row = dict.fromkeys(ROW_KEYS)
-                            row.update(
-                                model=name,
-                                model_kwargs=json.dumps(model_kwargs or {}, sort_keys=True),
-                                input="x".join(map(str, input_shape)),
-                                batch=int(batch),
-                                precision=precision,
-                                mode=mode,
-                                device=device_name,
-                                channels_last=channels_last if torch_rt else False,
-                                compile=runtime == "compile",
-                                threads=threads,
-                                status="ok",
-                                error="",
-                                timer=CUDA_TIMER if dev.type == "cuda" and torch_rt else CPU_TIMER,
-                                cudnn_benchmark=dev.type == "cuda" or None,
-                                tf32_conv=torch.backends.cudnn.allow_tf32 if dev.type == "cuda" else None,
-                                runtime=runtime,
-                                runtime_version=rt.runtime_version(runtime),
-                                quantize=q,
-                            )
-                            why = rt.unsupported(runtime, q, precision, dev)
-                            if why:
-                                row.update(status="unsupported", error=why)
-                            else:
-                                if torch_rt:
-                                    measured = _measure_one(ctx, forward, runtime, batch, precision, mode,
-                                                            timing, meter)
-                                else:
-                                    measured = _measure_runtime(ctx, runtime, q, batch, precision, timing,
-                                                                threads, meter)
-                                row.update(measured)
-                                if q == "none":
-                                    row["model_peak_mb"] = ctx.model_memory(batch, precision, mode)
-                                    row["model_memory_convention"] = (
-                                        CUDA_METHOD if dev.type == "cuda" else CPU_METHOD
-                                    ) + ("" if torch_rt else "; measured in PyTorch eager")
-                                if limit is not None and mode == "inference":
-                                    share = achieved(gmacs, batch, row.get("median_ms"), limit, bytes_moved)
-                                    row.update(share, peak_gmacs_per_s=limit.peak_gmacs_per_s,
-                                               bandwidth_gb_s=limit.bandwidth_gb_s,
-                                               hardware_method=limit.method)
-                            if row["status"] not in ("ok", "unsupported"):  # its tensors are gone now
-                                gc.collect()
-                                if dev.type == "cuda":
-                                    torch.cuda.empty_cache()
-                            row.update(extra or {})
-                            row.update(env)
-                            rows.append(row)
+            grid = [(q, b, p, m) for q in quantize for b in batch_sizes for p in precisions for m in modes
+                    if m == "inference" or (torch_rt and q == "none")]  # training: PyTorch's, unquantized
+            for q, batch, precision, mode in grid:
+                row = dict.fromkeys(ROW_KEYS)
+                row.update(shared, batch=int(batch), precision=precision, mode=mode, status="ok", error="",
+                           channels_last=channels_last if torch_rt else False, compile=runtime == "compile",
+                           timer=CUDA_TIMER if dev.type == "cuda" and torch_rt else CPU_TIMER,
+                           runtime=runtime, runtime_version=rt.runtime_version(runtime), quantize=q)
+                why = rt.unsupported(runtime, q, precision, dev)
+                if why:
+                    row.update(status="unsupported", error=why, peak_gmacs_per_s=None, bandwidth_gb_s=None,
+                               hardware_method=None)
+                else:
+                    if torch_rt:
+                        measured = _measure_one(ctx, forward, runtime, batch, precision, mode, timing, meter)
+                    else:
+                        measured = _measure_runtime(ctx, runtime, q, batch, precision, timing, threads, meter)
+                    row.update(measured)
+                    if q == "none":
+                        method = CUDA_METHOD if dev.type == "cuda" else CPU_METHOD
+                        row["model_peak_mb"] = ctx.model_memory(batch, precision, mode)
+                        row["model_memory_convention"] = method if torch_rt else f"{method}; in PyTorch eager"
+                    if limit is not None and mode == "inference":  # a step's MACs are not a forward's
+                        row.update(achieved(gmacs, batch, row.get("median_ms"), limit, bytes_moved))
+                if row["status"] not in ("ok", "unsupported"):  # the failed configuration's tensors are gone
+                    gc.collect()
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                row.update(extra or {})
+                row.update(env)
+                rows.append(row)
     return rows
 
 

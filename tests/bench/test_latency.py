@@ -99,6 +99,32 @@ def test_rows_are_tidy_and_carry_the_environment_record():
     assert frame.shape == (8, len(rows[0]))
 
 
+def test_torch_rows_carry_runtime_agreement_model_memory_and_share_of_peak():
+    model = models.create_model("unet", base_width=4)
+    weights_mb = sum(p.numel() for p in model.parameters()) * 4 / 2**20
+    rows = profile(model, (3, 32, 32), batch_sizes=[1, 4], precisions=["fp32", "bf16"], threads=1,
+                   timing=FAST, extra={"gmacs": 0.5})
+    by = {(r["batch"], r["precision"], r["mode"]): r for r in rows}
+    for r in rows:
+        assert r["status"] == "ok", r["error"]
+        assert (r["runtime"], r["quantize"], r["provider"]) == ("torch", "none", "eager")
+        assert r["runtime_version"] == torch.__version__ and r["model_file_mb"] is None
+        assert r["model_peak_mb"] > weights_mb and "live tensor storages" in r["model_memory_convention"]
+        assert r["peak_gmacs_per_s"] > 0 and r["bandwidth_gb_s"] > 0 and "torch.mm" in r["hardware_method"]
+        assert r["energy_note"]
+    for batch in (1, 4):
+        fp32, bf16 = by[(batch, "fp32", "inference")], by[(batch, "bf16", "inference")]
+        assert fp32["max_abs_diff"] == 0.0 and fp32["argmax_agreement"] == 1.0  # the reference itself
+        assert 0 < bf16["max_abs_diff"] < 1.0 and bf16["precision_used"] == "bf16 (torch.autocast)"
+        train = by[(batch, "fp32", "train")]
+        assert train["model_peak_mb"] > 3 * weights_mb > fp32["model_peak_mb"] - weights_mb
+        assert by[(batch, "fp32", "train")]["max_abs_diff"] is None
+        assert by[(batch, "fp32", "train")]["pct_of_peak"] is None  # the forward's MACs are not a step's
+        assert fp32["pct_of_peak"] == pytest.approx(
+            100 * 0.5 * batch / (fp32["median_ms"] / 1e3) / fp32["peak_gmacs_per_s"])
+    assert by[(4, "fp32", "inference")]["model_peak_mb"] > by[(1, "fp32", "inference")]["model_peak_mb"]
+
+
 def test_model_is_left_untouched():
     model = models.create_model("unet", base_width=4)
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -139,8 +165,10 @@ def test_failure_during_warm_up_of_a_later_iteration_is_recorded():
                 raise torch.cuda.OutOfMemoryError("out of memory")
             return x * 2
 
-    rows = profile(Flaky(), (1, 4, 4), name="flaky", modes=["inference"], batch_sizes=[1, 1], timing=FAST)
+    rows = profile(Flaky(), (1, 4, 4), name="flaky", modes=["inference"], batch_sizes=[1, 1], timing=FAST,
+                   hardware=False, energy=False)  # forwards: the reference, the compared output, warm-up
     assert [r["status"] for r in rows] == ["oom", "ok"]
+    assert rows[0]["warmup_iters"] is None and rows[1]["max_abs_diff"] == 0.0
 
 
 def test_is_oom():
