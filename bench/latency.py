@@ -583,7 +583,7 @@ def _timed(step: Callable[[], object], batch: int, timer_device: torch.device, t
 
 
 def _failure(err: BaseException) -> dict:
-    first = (str(err).strip().splitlines() or [""])[0]
+    first = re.sub(r"\x1b\[[0-9;]*m", "", (str(err).strip().splitlines() or [""])[0])  # no terminal colours
     return {"status": "oom" if is_oom(err) else "error", "error": f"{type(err).__name__}: {first}"[:300]}
 
 
@@ -622,7 +622,7 @@ def _measure_runtime(ctx: _Context, runtime, q, batch, precision, timing, thread
         session, path, seconds = ctx.artifacts.session(runtime, q, precision, batch, ctx.dev, threads)
         out.update(session.record(), model_file_mb=rt.file_mb(path), prepare_s=seconds)
         x = ctx.input(batch).cpu().numpy()
-        if precision == "fp16" and runtime != "openvino":
+        if rt.fp16_model(runtime, q, precision):
             x = x.astype(np.float16)
         out.update(_agreement(session.run(x), ref))
         out.update(_timed(lambda: session.run(x), batch, torch.device("cpu"), timing, meter))

@@ -38,7 +38,6 @@ import importlib.util
 import io
 import json
 import logging
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -320,11 +319,9 @@ class Artifacts:
     def session(self, runtime: str, quantize: str, precision: str, batch: int, device: torch.device,
                 threads: int) -> tuple[Session, Path, float]:
         """The session for one row, its model file and the seconds spent making that file."""
-        if quantize == "int8":
-            path = self.int8(runtime)
-        else:
-            path = self.onnx("fp16" if precision == "fp16" else "fp32")
-        keys = ["export_fp16" if precision == "fp16" and quantize == "none" else "export_fp32"]
+        half = fp16_model(runtime, quantize, precision)
+        path = self.int8(runtime) if quantize == "int8" else self.onnx("fp16" if half else "fp32")
+        keys = ["export_fp16" if half else "export_fp32"]
         if quantize == "int8":
             keys.append("int8_openvino" if runtime == "openvino" else "int8_onnxruntime")
         seconds = sum(self.seconds.get(k, 0.0) for k in keys)
@@ -337,6 +334,9 @@ class Artifacts:
         raise ValueError(f"{runtime!r} has no ONNX session")
 
 
-def default_threads(threads: int | None) -> int:
-    """The run's fixed thread count: ``threads``, else torch's current intra-op count."""
-    return threads or torch.get_num_threads() or os.cpu_count() or 1
+def fp16_model(runtime: str, quantize: str, precision: str) -> bool:
+    """Whether the row runs a model exported in float16 (fed float16 inputs): ONNX Runtime's fp16 on
+    CUDA. TensorRT builds its fp16 engine from the fp32 file (``trt_fp16_enable``), OpenVINO takes
+    its precision from ``INFERENCE_PRECISION_HINT``."""
+    return runtime == "onnxruntime" and quantize == "none" and precision == "fp16"
+

@@ -143,3 +143,32 @@ def test_tensorrt_is_refused_on_the_cpu_and_unknown_names_are_named():
         check_runtimes(["tvm"])
     with pytest.raises(RuntimeUnavailable, match="unknown quantization 'int4'"):
         check_runtimes(["torch"], ["int4"])
+
+
+def test_an_export_failure_is_a_row_and_the_run_goes_on():
+    class DataDependent(torch.nn.Module):  # control flow on a value: torch.export cannot capture it
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            return self.conv(x) if x.sum() > 0 else -self.conv(x)
+
+    rows = profile(DataDependent(), (3, 16, 16), runtimes=["torch", "onnxruntime", "openvino"],
+                   modes=["inference"], timing=FAST, hardware=False, energy=False)
+    assert [(r["runtime"], r["status"]) for r in rows] == [
+        ("torch", "ok"), ("onnxruntime", "error"), ("openvino", "error")]
+    assert rows[1]["error"] == rows[2]["error"] and len(rows[1]["error"].splitlines()) == 1
+    assert rows[1]["error"].startswith("TorchExportError: Failed to export")
+    assert "\x1b" not in rows[1]["error"]  # no terminal colours
+
+
+def test_fp16_export_for_gpu_runtimes(tmp_path):
+    from lfubench.bench.runtimes import Artifacts, fp16_model
+
+    model = models.create_model("lfunet", prune_level=1)
+    path = Artifacts(model, torch.randn(1, 3, 32, 32), tmp_path).onnx("fp16")
+    proto = onnx.load(str(path))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert {i.data_type for i in proto.graph.initializer if len(i.dims) == 4} == {onnx.TensorProto.FLOAT16}
+    assert fp16_model("onnxruntime", "none", "fp16") and not fp16_model("tensorrt", "none", "fp16")
