@@ -65,8 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "profile",
         help="latency, throughput and peak memory of models (or --macs: the four MAC counters)",
-        description="Measure zoo models' inference forward and training step. Model constructor "
-        "arguments follow each name as KEY=VALUE; several models may be given "
+        description="Measure zoo models' inference forward and training step, in each runtime. Model "
+        "constructor arguments follow each name as KEY=VALUE; several models may be given "
         "(e.g. lfunet base_width=8 unet base_width=32).",
     )
     p.add_argument(
@@ -118,7 +118,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (PyTorch)")
     p.add_argument("--compile", action="store_true", help="torch.compile the forward (= --runtime compile)")
     p.add_argument(
-        "--threads", type=int, default=None, help="intra-op CPU threads (default: torch's current)"
+        "--threads", type=int, default=None,
+        help="CPU threads of every runtime (torch and ONNX Runtime intra-op, OpenVINO INFERENCE_NUM_THREADS; "
+        "default: torch's current count)",
     )
     p.add_argument("--min-iters", type=int, default=Timing.min_iters, help="measured iterations, at least")
     p.add_argument("--max-iters", type=int, default=Timing.max_iters, help="measured iterations, at most")
