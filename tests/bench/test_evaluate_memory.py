@@ -36,7 +36,8 @@ from lfubench.bench.datasets import DATASETS
 from lfubench.bench.evaluate import evaluate_cases, predict_labels
 from lfubench.bench.latency import PeakRSS
 from lfubench.bench.metrics import MetricsAccumulator
-from tests.bench.test_evaluate import (
+
+from .evaluate_helpers import (
     LITS_HU,
     LITS_MODEL_LEVELS,
     LevelLookup,

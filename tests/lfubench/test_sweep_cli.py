@@ -1,5 +1,5 @@
 """``lfubench sweep show``: the front table, hypervolume, importances and figures of a stored
-sweep (trials from the fake item of tests/studies/test_sweep.py), and the command's errors."""
+sweep (trials from the fake item of tests/studies/helpers.py), and the command's errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from lfubench.cli import main
 from lfubench.studies.engine import EngineConfig
-from tests.studies.test_sweep import fake_record, write_study
+from tests.studies.helpers import fake_record, write_study
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def plan_worker(args: list[str], opts: dict[str, str]) -> None:
 def sweep_worker(args: list[str], opts: dict[str, str]) -> None:
     from lfubench.studies.sweep import Sweep
     from lfubench.studies.sweepfile import load_study
-    from tests.studies.test_sweep import fake_record
+    from tests.studies.helpers import fake_record
 
     study_path, storage, sleep_s, log_path = args[1], args[2], float(args[3]), args[4]
 

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 
 from lfubench.studies.engine import Engine
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _worker(storage: str, n: int, sleep: float, log: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "tests.studies._worker", storage, str(n), str(sleep),
-                             str(log), *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-
-
-def _complete(storage: str, n: int) -> dict[str, list]:
-    engine = Engine(storage, "test", [f"item{k}" for k in range(n)])
-    by_item: dict[str, list] = {}
-    for t in engine.study.get_trials(states=(TrialState.COMPLETE,)):
-        by_item.setdefault(t.params["item"], []).append(t)
-    return by_item
+from .helpers import complete_items, fake_record, start_plan_worker, write_study
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
@@ -37,12 +19,12 @@ def test_two_workers_finish_every_item_exactly_once(tmp_path, kind):
     storage = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal:{tmp_path}/s.log"
     log = tmp_path / "runs.log"
     Engine(storage, "test", [f"item{k}" for k in range(8)]).sync()  # create the study once
-    workers = [_worker(storage, 8, 0.5, log) for _ in range(2)]
+    workers = [start_plan_worker(storage, 8, 0.5, log) for _ in range(2)]
     outs = [w.communicate(timeout=120)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers), outs
     starts = Counter(line.split()[1] for line in log.read_text().splitlines() if line.startswith("start"))
     assert starts == Counter({f"item{k}": 1 for k in range(8)})
-    done = _complete(storage, 8)
+    done = complete_items(storage, 8)
     assert sorted(done) == [f"item{k}" for k in range(8)]
     assert all(len(v) == 1 for v in done.values())
     assert sum("'complete': " in o for o in outs) == 2
@@ -53,7 +35,7 @@ def test_two_workers_finish_every_item_exactly_once(tmp_path, kind):
 def test_killed_worker_loses_only_its_running_item(tmp_path):
     storage = f"sqlite:///{tmp_path}/s.db"
     log = tmp_path / "runs.log"
-    worker = _worker(storage, 6, 0.6, log)
+    worker = start_plan_worker(storage, 6, 0.6, log)
     deadline = time.time() + 60
     while time.time() < deadline:  # kill it while item2 is running
         if log.exists() and "start item2" in log.read_text():
@@ -61,12 +43,12 @@ def test_killed_worker_loses_only_its_running_item(tmp_path):
         time.sleep(0.05)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
-    before = {k: v[0].user_attrs["finished_at"] for k, v in _complete(storage, 6).items()}
+    before = {k: v[0].user_attrs["finished_at"] for k, v in complete_items(storage, 6).items()}
     assert sorted(before) == ["item0", "item1"]
     time.sleep(2.0)  # past the grace period: the killed worker's trial is stale
-    rerun = _worker(storage, 6, 0.05, log)
+    rerun = start_plan_worker(storage, 6, 0.05, log)
     assert rerun.communicate(timeout=120)[0].strip() == "{'complete': 4, 'failed': 0}"
-    after = _complete(storage, 6)
+    after = complete_items(storage, 6)
     assert sorted(after) == [f"item{k}" for k in range(6)]
     assert all(len(v) == 1 for v in after.values())  # no item done twice
     assert {k: after[k][0].user_attrs["finished_at"] for k in before} == before  # finished rows unchanged
@@ -75,13 +57,13 @@ def test_killed_worker_loses_only_its_running_item(tmp_path):
     assert [t.params["item"] for t in lost] == ["item2"]
     assert lost[0].user_attrs["fail_reason"].startswith("worker lost: no heartbeat for")
     # a third run has nothing left to do
-    third = _worker(storage, 6, 0.05, log)
+    third = start_plan_worker(storage, 6, 0.05, log)
     assert third.communicate(timeout=60)[0].strip() == "{'complete': 0, 'failed': 0}"
 
 
 def test_failing_item_is_recorded_and_the_rest_complete(tmp_path):
     storage = f"sqlite:///{tmp_path}/s.db"
-    worker = _worker(storage, 5, 0.0, tmp_path / "runs.log", "fail3")
+    worker = start_plan_worker(storage, 5, 0.0, tmp_path / "runs.log", "fail3")
     assert worker.communicate(timeout=60)[0].strip() == "{'complete': 4, 'failed': 1}"
     engine = Engine(storage, "test", [f"item{k}" for k in range(5)])
     assert engine.status() == {"item0": "complete", "item1": "complete", "item2": "complete",
@@ -166,7 +148,6 @@ def test_a_sweep_worker_whose_trial_was_taken_as_lost_drops_its_result_and_goes_
     from lfubench.studies.engine import EngineConfig
     from lfubench.studies.sweep import Sweep
     from lfubench.studies.sweepfile import load_study
-    from tests.studies.test_sweep import fake_record, write_study
 
     study, storage = load_study(write_study(tmp_path, n_trials=2)), f"sqlite:///{tmp_path}/s.db"
     sweep = Sweep(study, storage, EngineConfig(heartbeat_s=0.05, grace_s=30))

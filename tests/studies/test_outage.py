@@ -25,12 +25,11 @@ import pytest
 from optuna.trial import TrialState
 
 from lfubench.studies.engine import Engine
-from tests.studies.test_engine import _complete
-from tests.studies.test_sweep import _complete_by_slot, write_study
+
+from .helpers import ROOT, complete_by_slot, complete_items, write_study
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_S = 3.0  # the server is down this long (plus its own stop and start)
 N = 6  # plan items, or sweep slots
 
@@ -71,7 +70,7 @@ def _storage_lines(tmp_path: Path, *tags: str) -> list[str]:
 
 
 def _done_once(kind: str, url: str, tmp_path: Path) -> dict:
-    done = _complete(url, N) if kind == "plan" else _complete_by_slot(tmp_path / "fake.toml", url)
+    done = complete_items(url, N) if kind == "plan" else complete_by_slot(tmp_path / "fake.toml", url)
     expect = [f"item{k}" for k in range(N)] if kind == "plan" else list(range(N))
     assert sorted(done) == expect and all(len(v) == 1 for v in done.values()), done
     return done

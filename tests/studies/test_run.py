@@ -22,9 +22,10 @@ from lfubench.studies import run as run_module
 from lfubench.studies.plan import Plan, load_plan
 from lfubench.studies.run import Run, masked_url, slug, spawn_workers, worker_devices
 from lfubench.studies.sweepfile import SweepStudy, load_study
-from tests.studies.test_sweep import fake_record, write_study
+from tests.lfubench.helpers import make_run, pdf
 
 from ._plans import TINY_SECTIONS
+from .helpers import fake_record, write_study
 
 PLAN = 'name = "tiny"' + TINY_SECTIONS.format(epochs=1) + """[[models]]
 name = "unet"
@@ -215,8 +216,6 @@ def test_sweep_never_prints_the_storage_password(fake_postgres, tmp_path, capsys
 
 
 def test_a_report_from_a_storage_never_shows_its_password(fake_postgres, tmp_path, capsys, caplog):
-    from tests.lfubench.test_report_cli import make_run, pdf
-
     make_run(tmp_path / "a", "runa", 0, run_dir=True)  # its study goes where every RDB storage opens
     out = tmp_path / "paper" / "s.pdf"
     with caplog.at_level("INFO"):

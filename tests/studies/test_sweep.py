@@ -1,23 +1,17 @@
 """Sweeps: the study file and its validation, the conditional space, objectives and
 constraints, the budget across workers and restarts, lost and failing trials.
 
-Trials here run a fake item (no training): its record has the shape of
-:func:`studies.pipeline.run_item`'s, with the model's real parameter count and a Dice that
-grows with width. Run as a module (``python -m tests.studies.test_sweep STUDY STORAGE LOG
-SLEEP [fail2]``) it is one sweep worker for the multi-process tests.
+Trials here run the fake item of :mod:`tests.studies.helpers` (no training); the multi-process
+tests start that module as sweep workers.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import signal
-import subprocess
-import sys
 import time
 import warnings
 from collections import Counter
-from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -30,96 +24,7 @@ from lfubench.bench.errors import LfubenchError
 from lfubench.studies.engine import EngineConfig
 from lfubench.studies.schema import PlanError
 
-ROOT = Path(__file__).resolve().parents[2]
-
-STUDY = """
-name = "fake"
-seed = 0
-n_trials = {n_trials}
-
-[train]
-epochs = 1
-
-[measure]
-device = "cpu"
-batch_sizes = [1, 8]
-precision = ["fp32"]
-
-[[datasets]]
-name = "lits"
-kind = "phantom-lits"
-cases = 5
-shape = [32, 32, 8]
-size = 32
-
-[search]
-family = ["lfunet", "unet", "unetpp"]
-base_width = [4, 8, 12]
-groups = [1, 2, 4, 8]
-prune_level = [2, 4]
-prune_ratio = {{low = 0.0, high = 0.5, step = 0.25}}
-
-[objectives]
-maximize = ["dice:mean"]
-minimize = ["params"]
-constraints = {constraints}
-
-[sampler]
-name = "nsga2"
-seed = 0
-population_size = 4
-"""
-
-
-def write_study(tmp_path: Path, n_trials: int = 6, constraints: str = "[]", text: str | None = None) -> Path:
-    path = tmp_path / "fake.toml"
-    path.write_text(text if text is not None else STUDY.format(n_trials=n_trials, constraints=constraints))
-    return path
-
-
-def fake_record(spec, level_rows: int = 2) -> dict:
-    """A record shaped like run_item's: two test cases x (liver, tumor) x (dice, hd95) at the
-    model's level, efficiency rows at batch 1 and 8, the model's real parameter count."""
-    net = models.create_model(spec.name, in_channels=3, num_classes=3, **spec.kwargs)
-    params = count_params(net)
-    level = getattr(net, "prune_level", 0) or 0
-    width = spec.kwargs.get("base_width", 8)
-    dice = min(0.95, 0.4 + 0.04 * width - 0.2 * spec.prune_ratio + (0.05 if spec.name == "lfunet" else 0))
-    metrics = []
-    for case in ("c1", "c2"):
-        for region, shift in (("liver", 0.1), ("tumor", -0.1)):
-            key = {"level": level, "stage": "final", "case": case, "region": region}
-            metrics.append({**key, "metric": "dice", "value": dice + shift})
-            metrics.append({**key, "metric": "hd95", "value": 10.0 / width})
-    efficiency = [{"level": level, "stage": "final", "batch": b, "precision": "fp32", "params": params,
-                   "gmacs": params / 1e5, "latency_ms": 0.001 * params * b, "peak_mb": 5.0, "status": "ok"}
-                  for b in (1, 8)]
-    return {"value": dice, "metrics": metrics, "efficiency": efficiency, "train": {"seconds": 1.5}}
-
-
-def worker(study: str, storage: str, log: Path, sleep: float, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "tests.studies.test_sweep", study, storage, str(log),
-                             str(sleep), *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-
-
-def _main() -> None:
-    from lfubench.studies.sweep import Sweep
-    from lfubench.studies.sweepfile import load_study
-
-    study_path, storage, log_path, sleep = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-
-    def evaluate(spec, trial):
-        with open(log_path, "a") as f:
-            f.write(f"start {trial.number} {trial.user_attrs.get('slot')}\n")
-        time.sleep(sleep)
-        if "fail2" in sys.argv and trial.user_attrs.get("slot") == 2:
-            raise RuntimeError("planted failure: loss is NaN at step 3")
-        return fake_record(spec)
-
-    sweep = Sweep(load_study(study_path), storage, EngineConfig(heartbeat_s=0.2, grace_s=1.5))
-    print(sweep.run(evaluate))
-
+from .helpers import ROOT, STUDY, complete_by_slot, fake_record, start_sweep_worker, write_study
 
 # --- the study file ---------------------------------------------------------------------------
 
@@ -685,28 +590,17 @@ def test_a_pruner_needs_one_maximized_objective(tmp_path):
 # --- several workers, lost workers ------------------------------------------------------------
 
 
-def _complete_by_slot(study_path: Path, storage: str) -> dict[int, list]:
-    from lfubench.studies.engine import make_storage
-    from lfubench.studies.sweepfile import load_study
-
-    stored = optuna.load_study(study_name=load_study(study_path).name, storage=make_storage(storage))
-    out: dict[int, list] = {}
-    for t in stored.get_trials(states=(TrialState.COMPLETE,)):
-        out.setdefault(t.user_attrs["slot"], []).append(t)
-    return out
-
-
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_two_workers_run_exactly_n_trials(tmp_path, kind):
     storage = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal:{tmp_path}/s.log"
     study = write_study(tmp_path, n_trials=6)
     log = tmp_path / "runs.log"
-    procs = [worker(str(study), storage, log, 0.3) for _ in range(2)]
+    procs = [start_sweep_worker(str(study), storage, log, 0.3) for _ in range(2)]
     outs = [p.communicate(timeout=180)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     starts = Counter(line.split()[2] for line in log.read_text().splitlines())
     assert starts == Counter({str(k): 1 for k in range(6)})  # every slot run once, by one worker
-    done = _complete_by_slot(study, storage)
+    done = complete_by_slot(study, storage)
     assert sorted(done) == list(range(6)) and all(len(v) == 1 for v in done.values())
     assert all("'complete': 0" not in o for o in outs), outs  # both took part
     # the first generation (random draws) of workers sharing one study seed holds no repeats:
@@ -719,16 +613,16 @@ def test_killed_worker_loses_only_its_trial_which_is_retried_with_its_parameters
     storage = f"sqlite:///{tmp_path}/s.db"
     study = write_study(tmp_path, n_trials=4)
     log = tmp_path / "runs.log"
-    first = worker(str(study), storage, log, 0.8)
+    first = start_sweep_worker(str(study), storage, log, 0.8)
     deadline = time.time() + 60
     while time.time() < deadline and not (log.exists() and "start 1 1" in log.read_text()):
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
     time.sleep(2.0)  # past the grace period
-    rerun = worker(str(study), storage, log, 0.05)
+    rerun = start_sweep_worker(str(study), storage, log, 0.05)
     assert rerun.communicate(timeout=120)[0].strip() == "{'complete': 3, 'failed': 0, 'pruned': 0}"
-    done = _complete_by_slot(study, storage)
+    done = complete_by_slot(study, storage)
     assert sorted(done) == [0, 1, 2, 3] and all(len(v) == 1 for v in done.values())
     from lfubench.studies.engine import make_storage
 
@@ -738,9 +632,6 @@ def test_killed_worker_loses_only_its_trial_which_is_retried_with_its_parameters
     assert lost[0].user_attrs["fail_reason"].startswith("worker lost: no heartbeat for")
     retry = done[1][0]
     assert retry.user_attrs["retry_of"] == lost[0].number and retry.params == lost[0].params
-    third = worker(str(study), storage, log, 0.05)
+    third = start_sweep_worker(str(study), storage, log, 0.05)
     assert third.communicate(timeout=60)[0].strip() == "{'complete': 0, 'failed': 0, 'pruned': 0}"
 
-
-if __name__ == "__main__":
-    _main()

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from lfubench.studies.engine import EngineConfig
-from tests.studies.test_sweep import fake_record, write_study
+
+from .helpers import fake_record, write_study
 
 
 def _get(app, path: str) -> dict:
