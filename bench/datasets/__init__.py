@@ -59,7 +59,7 @@ from ..errors import OptionError
 from .base import Case, Dataset, Layout, PhantomCase, Problem, Slab
 
 __all__ = ["DATASETS", "KINDS", "PHANTOM_PREFIX", "Case", "Dataset", "Layout", "PhantomCase", "Problem",
-           "Slab", "dataset_info", "get_dataset", "register_dataset", "unregister_dataset"]
+           "Slab", "get_dataset", "register_dataset", "unregister_dataset"]
 
 #: kind -> dataset, in listing order (:attr:`Dataset.order`)
 DATASETS: dict[str, Dataset] = {}
@@ -101,9 +101,6 @@ def get_dataset(kind: str) -> Dataset:
         raise OptionError(f"unknown dataset {kind!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[key]
 
-
-#: :func:`get_dataset` under the name the plan code has always called it by
-dataset_info = get_dataset
 
 
 def _register_modules() -> None:

@@ -197,11 +197,11 @@ def test_example_study_spaces_build_only_valid_models(name):
     the study's constraint."""
     import torch
 
-    from lfubench.bench.datasets import dataset_info
+    from lfubench.bench.datasets import get_dataset
     from lfubench.studies.sweepfile import load_study
 
     study = load_study(ROOT / f"studies/sweeps/{name}.toml")
-    info = dataset_info(study.dataset.kind)
+    info = get_dataset(study.dataset.kind)
     assert study.dataset.dataset == name and study.space.families == ["lfunet", "unet", "unetpp"]
     assert study.objectives.names == ["dice:mean", "params"] and study.pruner.name == "none"
     optuna_study = optuna.create_study(directions=["maximize", "minimize"],
