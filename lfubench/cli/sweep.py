@@ -182,7 +182,7 @@ def show(args: argparse.Namespace, study) -> int:
 
     run = _run(args, study)
     if run.own_storage and not run.db.exists():
-        raise LfubenchError(f"no sweep storage at {run.db}; run 'lfubench sweep {study.path}' "
+        raise LfubenchError(f"no sweep storage at {run.db}; run 'lfubench sweep {args.target[-1]}' "
                             "first, or give --storage / --out")
     results = run.sweep_results(study)
     trials, hv, imp = results.trials, results.history, results.importances

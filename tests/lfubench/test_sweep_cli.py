@@ -104,6 +104,9 @@ def test_show_without_a_storage_and_bad_targets_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"lfubench sweep: error: no sweep storage at {tmp_path / 'none' / 'study.db'}; run "
                    f"'lfubench sweep {path}' first, or give --storage / --out"]
+    assert main(["sweep", "show", "smoke", "--out", str(tmp_path / "none")]) == 2  # a shipped study by name
+    assert capsys.readouterr().err.strip().endswith(
+        "run 'lfubench sweep smoke' first, or give --storage / --out")
     assert main(["sweep", "show", str(path), "--storage", f"sqlite:///{tmp_path}/empty.db"]) == 2
     assert capsys.readouterr().err.strip() == ("lfubench sweep: error: no study 'fake' in the storage (it "
                                                "holds: none); run the sweep first, or give --storage")
