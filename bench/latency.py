@@ -446,8 +446,8 @@ def profile(
 
 
 class _Context:
-    """What every row of one :func:`profile` call shares, made once: the models, the seeded inputs
-    and their fp32 reference outputs, the model's memory per configuration, the hardware limit."""
+    """What every row of one :func:`profile` call shares, made once: the models, the seeded inputs'
+    fp32 reference outputs, the model's memory per configuration and the exported files."""
 
     def __init__(self, model, input_shape, dev, channels_last, seed, calibration, quantize, folder):
         self.dev, self.input_shape, self.seed = dev, tuple(input_shape), seed
@@ -456,7 +456,7 @@ class _Context:
         self.reference = self.base
         if channels_last:
             self.base = copy.deepcopy(self.base).to(memory_format=torch.channels_last)
-        self._inputs: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
+        self._outputs: dict[int, np.ndarray] = {}
         self._memory: dict[tuple, float | None] = {}
         if "int8" in quantize and calibration is None:
             from .quantize import calibration_inputs
@@ -478,12 +478,10 @@ class _Context:
 
     def reference_output(self, batch: int) -> np.ndarray:
         """PyTorch fp32 eager's output on :meth:`input` (cached per batch)."""
-        if batch not in self._inputs:
-            x = self.input(batch)
+        if batch not in self._outputs:
             with torch.inference_mode():
-                ref = self.reference(x).float().cpu().numpy()
-            self._inputs[batch] = (x, ref)
-        return self._inputs[batch][1]
+                self._outputs[batch] = self.reference(self.input(batch)).float().cpu().numpy()
+        return self._outputs[batch]
 
     def model_memory(self, batch: int, precision: str, mode: str) -> float | None:
         key = (batch, precision, mode)

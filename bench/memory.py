@@ -12,8 +12,9 @@ allocator cache: it reads about the same for a 700-parameter model as for a 500,
   (a full trace, whose allocation events must be re-ordered and matched to frees) and over an
   allocator hook (PyTorch's CPU allocator keeps no statistics and exposes no hook): it counts
   tensors exactly and independently of allocator caching, so the figure is the same on every
-  machine. Scratch buffers that a kernel allocates internally and frees before returning (e.g. an
-  im2col workspace) are not tensors and are not counted.
+  machine (the tests check it against the profiler's memory events). Scratch buffers that a kernel
+  allocates internally and frees before returning (e.g. an im2col workspace) are not tensors and
+  are not counted.
 - **CUDA**: ``torch.cuda.max_memory_allocated`` over one forward (or step) after
   ``reset_peak_memory_stats``, with the model and the input already on the device (so weights,
   input and activations; a cuDNN workspace that goes through PyTorch's allocator is included).

@@ -12,6 +12,7 @@ def test_the_limit_is_measured_once_per_process():
     first = hardware_limit("cpu", threads=1, n=256, copy_mb=8)
     assert first.peak_gmacs_per_s > 0 and first.bandwidth_gb_s > 0
     assert "torch.mm 256x256" in first.method and "8 MiB copy" in first.method and "1 thread" in first.method
+    assert "3x3 conv 256->256" in first.method
     assert hardware_limit("cpu", threads=1, n=256, copy_mb=8) is first
     assert torch.get_num_threads() >= 1
 

@@ -86,3 +86,23 @@ def test_cuda_peak_counts_the_model_only():
     cpu = model_peak_mb(model, x.cpu())
     del hog
     assert gpu.weights_mb <= gpu.peak_mb < 2 * cpu.peak_mb + 64
+
+
+@pytest.mark.parametrize("name", ["lfunet", "unet3p"])
+def test_agrees_with_the_profilers_memory_events(name):
+    """A second, independent count: torch.profiler's allocation and free events of the same forward,
+    summed in time order, peak at the tracker's activations (its peak less weights and input)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = models.create_model(name).eval()
+    x = torch.randn(1, model.in_channels, 64, 64)
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        model(x)
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    current = peak = 0
+    for e in events:
+        current += e.self_cpu_memory_usage
+        peak = max(peak, current)
+    mem = model_peak_mb(model, x)
+    assert current == 0  # everything the forward allocated was freed
+    assert (mem.peak_mb - mem.weights_mb - mem.input_mb) * MB == pytest.approx(peak, rel=0.02)
