@@ -46,6 +46,7 @@ from .queue import (
     ITEM,
     Queue,
     StorageUnavailable,
+    Worker,
     fail_reason,
     make_storage,
     state_name,
@@ -80,7 +81,7 @@ class EngineConfig:
     max_failures: int = 2
 
 
-class Engine:
+class Engine(Worker):
     """Runs the items of one study; ``run_item(item_id) -> dict`` does one item's work and
     returns its figures (JSON-able values), stored as the trial's user attributes; the
     ``value`` key, if present, becomes the trial's objective value."""
@@ -91,7 +92,6 @@ class Engine:
         self.storage, self.study = self.queue.storage, self.queue.study
         self.item_ids = list(item_ids)
         self.config = config or EngineConfig()
-        self._waiting_on: set[int] = set()
 
     # -- queue --------------------------------------------------------------------------
     def _trials(self, states=None):
@@ -147,16 +147,11 @@ class Engine:
         items = set(self.item_ids)
         return [t for t in self._trials((TrialState.RUNNING,)) if self._item_of(t) in items]
 
-    def _wait(self, running: list) -> None:
-        """Wait one heartbeat for items running elsewhere (logged when the set changes), then
-        take lost ones back into the queue."""
-        numbers = {t.number for t in running}
-        if numbers != self._waiting_on:
-            log.info("%s", self.queue.wait_note(running, lambda t: f"item {self._item_of(t)}",
-                                                self.config.grace_s))
-            self._waiting_on = numbers
-        time.sleep(self.config.heartbeat_s)
-        self.sync()
+    def _waiting_label(self, trial) -> str:
+        return f"item {self._item_of(trial)}"
+
+    def _running_label(self, trial: optuna.Trial) -> str:
+        return f"item {trial.params[PARAM]} (trial {trial.number})"
 
     # -- work ---------------------------------------------------------------------------
     def run(self, run_item: Callable[[str], dict], max_items: int | None = None) -> dict:
@@ -167,26 +162,8 @@ class Engine:
         queue's retry bound stops the worker (:class:`StorageUnavailable`, one line); its item
         stays RUNNING and is retried by the next run once its heartbeat is stale."""
         self.sync()
-        counts = {"complete": 0, "failed": 0}
-        ran = 0
-        while max_items is None or ran < max_items:
-            trial = self._claim()
-            if trial is None:
-                running = self._running_elsewhere()
-                if not running:
-                    break
-                self._wait(running)
-                continue
-            ran += 1
-            try:
-                outcome = self._run_one(trial, run_item)
-            except StorageUnavailable as err:
-                raise StorageUnavailable(f"{err}; item {trial.params[PARAM]} (trial {trial.number}) is "
-                                         f"left running: a later run retries it once its heartbeat is "
-                                         f"{self.config.grace_s:g} s old") from None
-            if outcome in counts:
-                counts[outcome] += 1
-        return counts
+        return self._work(lambda trial: self._run_one(trial, run_item), {"complete": 0, "failed": 0},
+                          max_items)
 
     def _run_one(self, trial: optuna.Trial, run_item: Callable[[str], dict]) -> str:
         """Run one claimed item: ``complete``, ``failed``, or ``lost`` when another worker took

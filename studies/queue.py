@@ -19,6 +19,8 @@ Optuna's public surface; what it still needs there is pinned against the install
   period is lost (:meth:`Queue.fail_lost`): marked FAIL with ``LOST`` and a reason, to be retried.
 - **Finish** (:meth:`Queue.finish`): a trial finished elsewhere meanwhile (marked lost) is left
   as it is and reported as such, never written twice.
+- **Work** (:class:`Worker`): the one worker loop of plan items and sweeps: claim, run, and wait
+  for trials running elsewhere until they finish or are lost.
 
 Trials are named by their number; the storage's trial ids are looked up through its public API.
 """
@@ -423,6 +425,83 @@ class Queue:
                          f"{now - stamp:.0f} s ago")
         return (f"waiting for {len(running)} trial(s) running elsewhere ({'; '.join(parts)}); each is "
                 f"retried here if its heartbeat stops for {grace_s:g} s")
+
+
+# --- the worker loop ----------------------------------------------------------------------------
+
+
+class Worker:
+    """The loop plan items (:class:`studies.engine.Engine`) and sweep slots (:class:`studies.sweep.Sweep`)
+    share: claim a waiting trial and run it, until none is left; while trials run elsewhere, wait
+    for them one heartbeat at a time and take lost ones back into the queue.
+
+    A subclass holds ``queue`` (a :class:`Queue`) and ``config`` (``heartbeat_s``, ``grace_s``) and
+    says what its trials are: :meth:`sync`, :meth:`_claim`, :meth:`_running_elsewhere`, and the
+    names of a trial in log lines (:meth:`_waiting_label`, :meth:`_running_label`).
+    """
+
+    queue: Queue
+    config: Any  # heartbeat_s, grace_s: a studies.engine.EngineConfig
+    _waiting_on: frozenset[int] = frozenset()  # the trials last logged as waited for
+
+    def sync(self) -> list:
+        """Fail lost trials and enqueue the work that has no trial done, waiting or running."""
+        raise NotImplementedError
+
+    def _claim(self) -> optuna.Trial | None:
+        """A waiting trial claimed by this worker, or None when none is left."""
+        raise NotImplementedError
+
+    def _running_elsewhere(self) -> list[FrozenTrial]:
+        """This worker's trials RUNNING in other workers."""
+        raise NotImplementedError
+
+    def _waiting_label(self, trial: FrozenTrial) -> str:
+        """A trial running elsewhere, as named in the line on waiting for it."""
+        raise NotImplementedError
+
+    def _running_label(self, trial: optuna.Trial) -> str:
+        """A trial this worker runs, as named when the storage stops it."""
+        raise NotImplementedError
+
+    def _wait(self, running: list[FrozenTrial]) -> None:
+        """Wait one heartbeat for trials running elsewhere (logged when the set changes), then
+        take lost ones back into the queue."""
+        numbers = frozenset(t.number for t in running)
+        if numbers != self._waiting_on:
+            note = self.queue.wait_note(running, self._waiting_label, self.config.grace_s)
+            logging.getLogger(type(self).__module__).info("%s", note)  # logged as the subclass's module
+            self._waiting_on = numbers
+        time.sleep(self.config.heartbeat_s)
+        self.sync()
+
+    def _work(self, run_one: Callable[[optuna.Trial], str], counts: dict[str, int],
+              max_runs: int | None = None, until: Callable[[], bool] | None = None) -> dict[str, int]:
+        """Claim and ``run_one`` trials until none is left (or ``max_runs`` were run here, or
+        ``until()`` is true), adding each outcome to ``counts`` (outcomes it lacks are not counted);
+        return ``counts``. A storage unreachable past the retry bound stops the worker with one
+        line (:class:`StorageUnavailable`) that names the trial left running."""
+        ran = 0
+        while max_runs is None or ran < max_runs:
+            if until is not None and until():
+                break
+            trial = self._claim()
+            if trial is None:
+                running = self._running_elsewhere()
+                if not running:
+                    break
+                self._wait(running)
+                continue
+            ran += 1
+            try:
+                outcome = run_one(trial)
+            except StorageUnavailable as err:
+                raise StorageUnavailable(f"{err}; {self._running_label(trial)} is left running: a later run "
+                                         f"retries it once its heartbeat is {self.config.grace_s:g} s old"
+                                         ) from None
+            if outcome in counts:
+                counts[outcome] += 1
+        return counts
 
 
 def hypervolume(points, reference) -> float:

@@ -62,6 +62,7 @@ from .queue import (
     SLOT,
     Queue,
     StorageUnavailable,
+    Worker,
     fail_reason,
     hypervolume,
     make_storage,
@@ -145,7 +146,7 @@ def _finished(t) -> bool:
 Evaluate = Callable[[ModelSpec, optuna.Trial], dict]
 
 
-class Sweep:
+class Sweep(Worker):
     """The Optuna study of one sweep study file on one storage."""
 
     def __init__(self, study: SweepStudy, storage_url: str, config: EngineConfig | None = None) -> None:
@@ -158,7 +159,6 @@ class Sweep:
         self.queue = Queue(storage_url, study.name, directions=directions, sampler=self.sampler,
                            pruner=make_pruner(study.pruner))
         self.storage, self.study = self.queue.storage, self.queue.study
-        self._waiting_on: set[int] = set()
         if list(self.study.directions) != directions or (
                 self.study.metric_names not in (None, self.objectives.names)):
             raise LfubenchError(
@@ -234,16 +234,11 @@ class Sweep:
         slots = set(self._slots({_slot(t): None for t in self._trials()}))
         return [t for t in self._trials((TrialState.RUNNING,)) if _slot(t) in slots]
 
-    def _wait(self, running: list) -> None:
-        """Wait one heartbeat for trials running elsewhere (logged when the set changes), then
-        take lost ones back into the queue."""
-        numbers = {t.number for t in running}
-        if numbers != self._waiting_on:
-            log.info("%s", self.queue.wait_note(running, lambda t: f"trial {t.number} (slot {_slot(t)})",
-                                                self.config.grace_s))
-            self._waiting_on = numbers
-        time.sleep(self.config.heartbeat_s)
-        self.sync()
+    def _waiting_label(self, trial) -> str:
+        return f"trial {trial.number} (slot {_slot(trial)})"
+
+    def _running_label(self, trial: optuna.Trial) -> str:
+        return f"trial {trial.number}"
 
     # -- work -----------------------------------------------------------------------------
     def run(self, evaluate: Evaluate, max_trials: int | None = None, timeout: float | None = None,
@@ -259,27 +254,9 @@ class Sweep:
         self.sync()
         timeout = timeout if timeout is not None else self.spec.settings.timeout
         started = time.monotonic()
-        counts = {"complete": 0, "failed": 0, "pruned": 0}
-        ran = 0
-        while max_trials is None or ran < max_trials:
-            if timeout is not None and time.monotonic() - started > timeout:
-                break
-            trial = self._claim()
-            if trial is None:
-                running = self._running_elsewhere()
-                if not running:
-                    break
-                self._wait(running)
-                continue
-            ran += 1
-            try:
-                outcome = self._run_one(trial, evaluate, on_start, on_end)
-            except StorageUnavailable as err:
-                raise StorageUnavailable(f"{err}; trial {trial.number} is left running: a later run retries "
-                                         f"it once its heartbeat is {self.config.grace_s:g} s old") from None
-            if outcome in counts:
-                counts[outcome] += 1
-        return counts
+        return self._work(lambda trial: self._run_one(trial, evaluate, on_start, on_end),
+                          {"complete": 0, "failed": 0, "pruned": 0}, max_trials,
+                          until=lambda: timeout is not None and time.monotonic() - started > timeout)
 
     def _run_one(self, trial: optuna.Trial, evaluate: Evaluate, on_start, on_end) -> str:
         """Run one claimed trial; return its outcome: ``complete``, ``failed``, ``pruned``, or
