@@ -47,6 +47,7 @@ from pathlib import Path
 
 from lfubench import models
 from lfubench.bench.datasets import get_dataset
+from lfubench.bench.runtimes import RuntimeUnavailable, check_runtimes
 from lfubench.bench.train import TrainConfig
 
 from .schema import (
@@ -223,10 +224,11 @@ def check_devices(loaded, devices: str | None, *, cuda_devices: int | None = Non
     :class:`~studies.sweepfile.SweepStudy`, already valid) that this machine cannot run as asked,
     in one line: ``[measure] device = "cuda"`` where torch sees no CUDA device (the line gives
     the ``--set`` that moves it to the CPU, with ``train.precision=fp32`` where it trains in
-    fp16, which is CUDA only), ``--devices`` with a plan measured on the CPU (its items would
-    run on the CPU), or ``--devices`` beyond the machine's GPUs. Called by ``lfubench bench``
-    and ``lfubench sweep`` before any work; loading alone does not check the machine (a run's
-    plan is read back for reports anywhere).
+    fp16, which is CUDA only), a ``[measure] runtimes`` entry whose package is not installed
+    here (the line names the extra: :func:`bench.runtimes.check_runtimes`), ``--devices`` with
+    a plan measured on the CPU (its items would run on the CPU), or ``--devices`` beyond the
+    machine's GPUs. Called by ``lfubench bench`` and ``lfubench sweep`` before any work;
+    loading alone does not check the machine (a run's plan is read back for reports anywhere).
 
     ``cuda_devices``: the CUDA devices torch sees (default: ``torch.cuda.device_count()``,
     0 where CUDA is not available)."""
@@ -243,6 +245,10 @@ def check_devices(loaded, devices: str | None, *, cuda_devices: int | None = Non
         raise PlanError(f"{where}: [measure] device is 'cuda', but torch sees no CUDA device here (torch "
                         f"{torch.__version__}, built {built}); to run it on the CPU: "
                         + " ".join(f"--set {m}" for m in moves))
+    try:  # a runtime whose package is missing here, in one line naming the extra to install
+        check_runtimes(loaded.measure.runtimes, loaded.measure.quantize, device)
+    except RuntimeUnavailable as err:
+        raise PlanError(f"{where}: [measure] runtimes: {err}") from None
     if not devices:
         return
     if device != "cuda":
@@ -277,6 +283,9 @@ def read_run_sections(raw: dict, where: str, base: Path, problems: list[str]
     if train and measure and measure.device == "cpu" and train.precision == "fp16":
         problems.append(f"{where}: [train]: precision 'fp16' needs CUDA, and [measure].device is 'cpu' "
                         "(use fp32 or bf16 on the CPU)")
+    if measure and measure.device == "cpu" and "tensorrt" in measure.runtimes:
+        problems.append(f"{where}: [measure]: runtimes 'tensorrt' runs on NVIDIA GPUs only, and device is "
+                        "'cpu' (set device = \"cuda\", or leave tensorrt out)")
 
     datasets: list[DatasetSpec] = []
     raw_datasets = raw.get("datasets", [])

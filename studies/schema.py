@@ -31,6 +31,7 @@ from lfubench.bench.datasets import KINDS, PHANTOM_PREFIX, get_dataset
 from lfubench.bench.errors import LfubenchError
 from lfubench.bench.latency import PRECISIONS, Timing
 from lfubench.bench.metrics import EMPTY_CONVENTIONS
+from lfubench.bench.runtimes import QUANTIZE, RUNTIMES
 from lfubench.bench.train import TrainConfig
 from lfubench.models.pruning import IMPORTANCE as PRUNE_IMPORTANCE
 from lfubench.models.pruning import SCOPES as PRUNE_SCOPES
@@ -72,6 +73,14 @@ class MeasureSpec:
     iterations: int = field(default=Timing.max_iters, metadata={
         "min": Timing.min_iters, "doc": "most timed iterations"})
     threads: int | None = field(default=None, metadata={"min": 1})
+    runtimes: list[str] = field(default_factory=lambda: ["torch"], metadata={
+        "choices": RUNTIMES, "length": (1, None),
+        "doc": "inference runtimes to time (bench.runtimes); the tables show torch's"})
+    quantize: list[str] = field(default_factory=lambda: ["none"], metadata={
+        "choices": QUANTIZE, "length": (1, None),
+        "doc": "weights as trained (none) and/or int8 post-training quantized (ONNX-based runtimes)"})
+    energy: bool = field(default=False, metadata={
+        "doc": "read the energy counter after each measured loop (adds at least 1 s per row)"})
 
     def timing(self) -> Timing:
         return Timing(max_warmup=self.warmup, max_iters=self.iterations)
