@@ -11,31 +11,20 @@ from pathlib import Path
 
 from lfubench.bench.errors import LfubenchError
 
+from .args import add_run_options
+
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark plan (TOML) and write results and reports")
-    p.add_argument("plan", help="plan TOML file (see studies/plans/)")
-    p.add_argument("--out", help="run folder (default runs/<plan name>)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a plan setting, validated like the file: train.epochs=2, "
-                   "measure.batch_sizes=[1,8], datasets.NAME.cases=6, models.LABEL.base_width=16, "
-                   "seeds=[0,1] (repeatable; the run folder keeps the effective plan)")
-    p.add_argument("--storage", help="Optuna storage: sqlite:///FILE (default: OUT/study.db), "
-                   "journal:FILE for several local processes, or an RDB URL such as postgresql://...")
+    p.add_argument("plan", help="a shipped plan's name (lfubench plans lists them: lfubench bench default) "
+                   "or a plan TOML file")
+    add_run_options(p, "plan", "item", "train.epochs=2, measure.batch_sizes=[1,8], datasets.NAME.cases=6, "
+                    "models.LABEL.base_width=16, seeds=[0,1]",
+                    "with several CPU workers, keep workers x [train].threads within the machine's cores")
     p.add_argument("--max-items", type=int, help="stop this worker after N items")
-    p.add_argument("--grace", type=float, default=60.0,
-                   help="seconds without a heartbeat after which a running item counts as lost and is "
-                   "retried (default 60; workers stamp every min(10, grace/6) s)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="local worker processes sharing the storage (default 1); with several CPU workers, "
-                   "keep workers x [train].threads within the machine's cores")
-    p.add_argument("--devices", help="comma-separated GPUs, one worker each: cuda:0,cuda:1 (each worker "
-                   "sees only its own GPU; the plan's measure.device stays 'cuda')")
-    p.add_argument("--worker-tag", help=argparse.SUPPRESS)
     p.add_argument("--no-report", action="store_true", help="skip tables, plots and the PDF")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 

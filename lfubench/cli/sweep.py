@@ -13,35 +13,28 @@ from pathlib import Path
 
 from lfubench.bench.errors import LfubenchError
 
+from .args import add_run_options
+
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run a sweep study (TOML), or show its results: sweep show STUDY",
-                       usage="lfubench sweep [show] STUDY.toml [options]",
-                       description="Run a sweep study: lfubench sweep STUDY.toml [options]. Show its "
-                       "results: lfubench sweep show STUDY.toml [--storage URL] [--format md|csv|json].")
-    p.add_argument("target", nargs="+", metavar="STUDY", help="study TOML file (see studies/sweeps/), "
-                   "after 'show' to print and draw the results")
-    p.add_argument("--out", help="run folder (default runs/<study name>)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a study setting, validated like the file: n_trials=20, train.epochs=2, "
-                   "sampler.name=tpe, search.base_width=[4,8], search.lfunet.groups=[4,8], "
-                   "pruner.name=median, datasets.NAME.cases=6 (repeatable)")
-    p.add_argument("--storage", help="Optuna storage: sqlite:///FILE (default: OUT/study.db), journal:FILE "
-                   "for several local processes, or postgresql://USER:PASSWORD@HOST/DB for several machines")
-    p.add_argument("--workers", type=int, default=1,
-                   help="local worker processes (default 1); with several CPU workers each trains with "
-                   "cores/N threads unless the study sets [train].threads")
-    p.add_argument("--devices", help="comma-separated GPUs, one worker each: cuda:0,cuda:1")
+                       usage="lfubench sweep [show] STUDY [options]",
+                       description="Run a sweep study: lfubench sweep STUDY [options]. Show its "
+                       "results: lfubench sweep show STUDY [--storage URL] [--format md|csv|json]. STUDY is "
+                       "a shipped study's name (lfubench plans lists them) or a study TOML file.")
+    p.add_argument("target", nargs="+", metavar="STUDY", help="a shipped study's name (lfubench plans lists "
+                   "them: lfubench sweep smoke) or a study TOML file; after 'show' to print and draw the "
+                   "results")
+    add_run_options(p, "study", "trial", "n_trials=20, train.epochs=2, sampler.name=tpe, "
+                    "search.base_width=[4,8], search.lfunet.groups=[4,8], pruner.name=median, "
+                    "datasets.NAME.cases=6",
+                    "with several CPU workers each trains with cores/N threads unless the study sets "
+                    "[train].threads")
     p.add_argument("--max-trials", type=int, help="stop this worker after N trials")
-    p.add_argument("--grace", type=float, default=60.0,
-                   help="seconds without a heartbeat after which a running trial counts as lost and its "
-                   "parameters are retried (default 60)")
     p.add_argument("--format", choices=("md", "csv", "json"), default="md", help="front table format (show)")
     p.add_argument("--no-show", action="store_true", help="after running, skip the results")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--worker-tag", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
