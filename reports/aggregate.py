@@ -20,7 +20,8 @@ Per model row and metric/region the statistics are
 
 The row measures (:data:`reports.schema.ROW_MEASURES`) are the number of seeds, the efficiency
 figures of each dataset's measured configuration (the first of its measurements with a figure:
-device, batch, precision; the same one the captions name), training time and the pruning
+device, batch, precision; in PyTorch eager, unquantized; the same one the captions name; other
+runtimes and int8 are the deployment table's, :mod:`reports.tables`), training time and the pruning
 figures (means over seeds).
 
 :func:`wide` pivots the aggregate into the results table (``table.csv``) in one place; every
@@ -69,9 +70,24 @@ def _metric_key(metric: str) -> int:
     return METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER)
 
 
+#: the runtime and quantization the results table and figures show (others: the deployment table)
+PRIMARY_RUNTIME = {"runtime": "torch", "quantize": "none"}
+
+
+def primary_rows(efficiency: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``efficiency`` measured in PyTorch eager, unquantized (every row of a table
+    recorded before runtimes were: one without the columns, or with them empty)."""
+    keep = pd.Series(True, index=efficiency.index)
+    for column, value in PRIMARY_RUNTIME.items():
+        if column in efficiency:
+            keep &= efficiency[column].isna() | (efficiency[column] == value)
+    return efficiency[keep]
+
+
 def primary_config(efficiency: pd.DataFrame) -> dict | None:
     """The measured configuration shown for ``efficiency`` (give one dataset's rows): the first
-    (device, batch, precision) with a figure."""
+    (device, batch, precision) with a figure among the rows of :func:`primary_rows`."""
+    efficiency = primary_rows(efficiency)
     ok = efficiency[efficiency["status"] == "ok"] if "status" in efficiency else efficiency
     if ok.empty:
         return None
@@ -122,7 +138,7 @@ def _costs(rows: pd.DataFrame, efficiency: pd.DataFrame | None) -> pd.DataFrame:
     if efficiency is None or efficiency.empty:
         return pd.DataFrame(columns=_LONG_KEYS)
     parts = []
-    for _, eff in with_stage(efficiency).groupby("dataset", sort=False):
+    for _, eff in primary_rows(with_stage(efficiency)).groupby("dataset", sort=False):
         cfg = primary_config(eff)
         if cfg is None:
             continue

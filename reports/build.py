@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .aggregate import aggregate, mean_score, metrics, model_rows, series
-from .captions import cost_notes, figure_caption, stats_caption, table_caption
+from .captions import cost_notes, deployment_caption, figure_caption, stats_caption, table_caption
 from .document import compile_pdf
 from .figures import write_case_plots, write_level_curves, write_prune_curves, write_width_curves
 from .inputs import ReportInputs, SweepData
@@ -25,7 +25,15 @@ from .overlays import load_models, write_overlay_figure
 from .pareto import COSTS, write_pareto_plots
 from .plotting import file_name
 from .sweeps import front_table, write_sweep_outputs
-from .tables import row_name, write_tables
+from .tables import (
+    Display,
+    deployment_display,
+    deployment_frame,
+    deploys,
+    row_name,
+    write_deployment,
+    write_tables,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +86,7 @@ class Written:
     stats_captions: dict[str, dict[str, str]]
     figures: dict[str, DatasetFigures]
     sweeps: list[SweepSection]
+    deployment: list[Display] = field(default_factory=list)
 
 
 def write_tidy(inputs: ReportInputs, out: Path) -> list[Path]:
@@ -177,7 +186,8 @@ def build_outputs(
     inputs: ReportInputs, out_dir: str | Path, pdf: bool = True, report_name: str = "report.pdf"
 ) -> dict[str, list[Path]]:
     """Write results.csv/.parquet, efficiency.csv, items.csv, table.{csv,md,tex},
-    stats_<metric>.{md,tex}, the figures (``.pdf`` and ``.png``), each sweep's outputs and the
+    stats_<metric>.{md,tex}, deployment.{csv,md,tex} (a run with more than one runtime or
+    quantization), the figures (``.pdf`` and ``.png``), each sweep's outputs and the
     report (``report_name`` and its ``.typ`` source) into ``out_dir``; return the paths by kind
     (``results``, ``tables``, ``figures``, ``sweeps`` where there are any, ``report``)."""
     from .sections import document
@@ -191,6 +201,11 @@ def build_outputs(
     stats_captions = {m: {d: stats_caption(agg, d, m, inputs.seed) for d in inputs.datasets}
                       for m in metrics(agg)}
     written["tables"] = write_tables(agg, out, captions, stats_captions)
+    deployment: list[Display] = []
+    if deploys(inputs.efficiency):  # more than PyTorch eager unquantized: the deployment table
+        frame = deployment_frame(inputs.efficiency)
+        deployment = deployment_display(frame, deployment_caption(inputs.items))
+        written["tables"] += write_deployment(frame, deployment, out)
     figures = write_figures(inputs, agg, out)
     written["figures"] = [f.path for d in figures.values() for f in d.figures]
     written["figures"] += [p.with_suffix(".png") for p in written["figures"]]
@@ -198,7 +213,7 @@ def build_outputs(
     if sweeps:
         written["sweeps"] = [p for _, paths in sweeps for p in paths]
     if pdf:
-        made = Written(inputs, agg, captions, stats_captions, figures, [s for s, _ in sweeps])
+        made = Written(inputs, agg, captions, stats_captions, figures, [s for s, _ in sweeps], deployment)
         source = document(made)
         written["report"] = [compile_pdf(source, out / report_name, out),
                              out / Path(report_name).with_suffix(".typ")]

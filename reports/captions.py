@@ -4,6 +4,8 @@ written here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from .aggregate import model_rows, primary_config, series
@@ -12,13 +14,13 @@ from .stats import ALPHA, CONFIDENCE, RESAMPLES
 from .tables import row_name
 
 
-def conventions(items: pd.DataFrame, dataset: str | None = None) -> list[str]:
+def conventions(items: pd.DataFrame, dataset: str | None = None,
+                columns: Sequence[str] = CONVENTION_COLUMNS) -> list[str]:
     """The distinct convention sentences the items (of ``dataset``, if given) were produced
-    under, one line per kind; a kind that differed between items lists each variant."""
+    under, one line per kind (of ``columns``); a kind that differed between items lists each
+    variant."""
     sel = items if dataset is None else items[items["dataset"] == dataset]
-    lines = [
-        v for column in CONVENTION_COLUMNS if column in sel for v in dict.fromkeys(sel[column].dropna()) if v
-    ]
+    lines = [v for column in columns if column in sel for v in dict.fromkeys(sel[column].dropna()) if v]
     return [line[0].upper() + line[1:] + ("" if line.endswith(".") else ".") for line in lines]
 
 
@@ -53,7 +55,21 @@ def table_caption(agg: pd.DataFrame, dataset: str, items: pd.DataFrame, efficien
         "signed-rank test over cases, Holm-corrected over the models of each metric and region, "
         f"p < {ALPHA:g}."
     )
-    return " ".join(text + conventions(items, dataset))
+    return " ".join(text + conventions(items, dataset, RESULTS_CONVENTIONS))
+
+
+#: the conventions the results table states (the runtimes' are the deployment table's)
+RESULTS_CONVENTIONS = [c for c in CONVENTION_COLUMNS if c != "conv_deployment"]
+
+
+def deployment_caption(items: pd.DataFrame) -> str:
+    """The deployment table's caption: what each figure is, and the runtimes' conventions."""
+    return " ".join([
+        "Each model in each runtime and quantization measured: median latency over the timed iterations "
+        "(mean over seeds), max abs diff = the largest absolute difference of its logits from PyTorch fp32 "
+        "eager's (largest over seeds), the model's own peak memory (MB) and % of the device's peak "
+        "(means over seeds); rows a runtime cannot measure are left out.",
+        *conventions(items, columns=["conv_deployment"])])
 
 
 def stats_caption(agg: pd.DataFrame, dataset: str, metric: str, seed: int) -> str:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .schema import EFFICIENCY_COLUMNS, ITEM_COLUMNS, KEY_COLUMNS, ReportInputError, require
+from .schema import (
+    BASE_EFFICIENCY_COLUMNS,
+    DEPLOYMENT_COLUMNS,
+    ITEM_COLUMNS,
+    KEY_COLUMNS,
+    ReportInputError,
+    require,
+)
 
 #: the columns of :attr:`ReportInputs.failures`
 FAILURE_COLUMNS = ["item", "state", "attempts", "reason"]
@@ -116,7 +123,10 @@ class ReportInputs:
     def __post_init__(self) -> None:
         """Check the tables' columns and an explicit reference (one clear error each)."""
         require(self.results, KEY_COLUMNS + ["case", "region", "metric", "value"], "the results table")
-        require(self.efficiency, [c for c in EFFICIENCY_COLUMNS if c != "stage"], "the efficiency table")
+        require(self.efficiency, [c for c in BASE_EFFICIENCY_COLUMNS if c != "stage"], "the efficiency table")
+        lacking = [c for c in DEPLOYMENT_COLUMNS if c not in self.efficiency]
+        if lacking:  # a table recorded before runtimes were: PyTorch eager, unquantized
+            self.efficiency = self.efficiency.assign(**dict.fromkeys(lacking))
         require(self.items, ITEM_COLUMNS[:11], "the items table")
         labels = list(dict.fromkeys(self.results["label"].astype(str)))
         if self.reference is not None and len(self.results) and self.reference not in labels:

@@ -5,7 +5,7 @@ function that builds a row of each.
   class/region x metric; ``ref_empty`` / ``pred_empty`` say whether the reference / the
   prediction has no voxel of the region in that case;
 - **efficiency** (``efficiency.csv``): one row per item x pruning level x measured
-  configuration (device, batch, precision);
+  configuration (device, batch, precision, runtime, quantization);
 - **items** (``items.csv``): one row per item: training figures, channel-pruning settings and
   figures (``prune_ratio`` the requested fraction of channels to remove, 0 for an unpruned
   item; ``prune_achieved`` the fraction of prunable channels removed; ``prune_seconds`` the
@@ -34,11 +34,26 @@ STAGES = ("final", "before-pruning")
 
 RESULT_COLUMNS = [*KEY_COLUMNS, "case", "region", "metric", "value", "ref_empty", "pred_empty"]
 
-EFFICIENCY_COLUMNS = [*KEY_COLUMNS, "params", "gmacs", "input", "device", "batch", "precision",
-                      "latency_ms", "p90_ms", "peak_mb", "status"]
+#: the efficiency columns every run has recorded
+BASE_EFFICIENCY_COLUMNS = [*KEY_COLUMNS, "params", "gmacs", "input", "device", "batch", "precision",
+                           "latency_ms", "p90_ms", "peak_mb", "status"]
 
-#: the conventions stored with each item, one column per sentence
-CONVENTION_COLUMNS = ["conv_scores", "conv_empty", "conv_params", "conv_macs", "conv_latency"]
+#: the efficiency columns of the runtime a row was measured in (bench.latency's row keys of the same
+#: names; empty in tables recorded before them, read as PyTorch eager, unquantized): the runtime and
+#: quantization, what it ran, where its int8 calibration inputs came from (``calibration``), its
+#: agreement with PyTorch fp32, the model file and the seconds to export and quantize it, the
+#: model's own peak memory, the row's share of the device's peak and its energy; ``error`` says why
+#: a row is not ``ok``
+DEPLOYMENT_COLUMNS = ["runtime", "quantize", "precision_used", "calibration", "max_abs_diff",
+                      "argmax_agreement", "model_file_mb", "prepare_s", "model_peak_mb", "pct_of_peak",
+                      "joules_per_image", "error"]
+
+EFFICIENCY_COLUMNS = [*BASE_EFFICIENCY_COLUMNS, *DEPLOYMENT_COLUMNS]
+
+#: the conventions stored with each item, one column per sentence (``conv_deployment``: the
+#: runtimes' and int8's, only where the plan measures more than PyTorch eager unquantized)
+CONVENTION_COLUMNS = ["conv_scores", "conv_empty", "conv_params", "conv_macs", "conv_latency",
+                      "conv_deployment"]
 
 ITEM_COLUMNS = ["item", "model", "label", "dataset", "seed", "empty", "best_val_dice", "best_epoch",
                 "epochs", "steps", "train_seconds", "item_seconds", "prune_ratio", "prune_achieved",

@@ -1,6 +1,7 @@
 """The paper-style report, one function per section: summary, setup (hardware and software;
 data, preprocessing and splits; training budget and compute; metric conventions), results per
-dataset (tables, the seed paper's reported figures, figures), sweeps, failed items, and the
+dataset (tables, the seed paper's reported figures, figures), deployment (each model in each
+runtime and quantization, where a run measured more than one), sweeps, failed items, and the
 appendices (statistics per region, reproducibility). Each takes the :class:`reports.build.Written`
 outputs (the :class:`reports.inputs.ReportInputs`, the aggregate, captions and figures) and adds
 to one :class:`reports.document.Doc`.
@@ -166,6 +167,15 @@ def results_section(doc: Doc, made: Written) -> None:
         doc.para("No results.")
 
 
+def deployment_section(doc: Doc, made: Written) -> None:
+    """Each model in each runtime and quantization measured (a run with more than one)."""
+    if not made.deployment:
+        return
+    doc.heading("Deployment")
+    for disp in made.deployment:
+        doc.table(disp, size=7)
+
+
 def sweeps_section(doc: Doc, made: Written) -> None:
     """Each sweep's front (as a table) and its figures."""
     if not made.sweeps:
@@ -243,8 +253,8 @@ def reproducibility_appendix(doc: Doc, made: Written) -> None:
 
 
 #: the report's sections, in order
-SECTIONS = (summary_section, setup_section, results_section, sweeps_section, failures_section,
-            statistics_appendix, reproducibility_appendix)
+SECTIONS = (summary_section, setup_section, results_section, deployment_section, sweeps_section,
+            failures_section, statistics_appendix, reproducibility_appendix)
 
 
 def document(made: Written) -> str:

@@ -237,6 +237,79 @@ def _pvalue(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+# -- deployment ----------------------------------------------------------------------------
+
+#: the deployment table's figures: (efficiency column, header, how the seeds' values combine)
+DEPLOYMENT_FIGURES = [
+    ("latency_ms", "Latency (ms)", "mean"),
+    ("max_abs_diff", "Max abs diff", "max"),
+    ("model_peak_mb", "Model peak (MB)", "mean"),
+    ("pct_of_peak", "% of peak", "mean"),
+]
+
+
+def deploys(efficiency: pd.DataFrame) -> bool:
+    """Whether ``efficiency`` has rows of more than one runtime or quantization."""
+    if "runtime" not in efficiency or "quantize" not in efficiency:
+        return False
+    pairs = efficiency[["runtime", "quantize"]].astype(object)
+    pairs = pairs.fillna({"runtime": "torch", "quantize": "none"})
+    return len(pairs.drop_duplicates()) > 1
+
+
+def _status(values: pd.Series) -> str:
+    return "ok" if (values == "ok").all() else ", ".join(sorted(set(values) - {"ok"}))
+
+
+def deployment_frame(efficiency: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset x model (label, level, stage) x runtime x quantization x batch x
+    precision measured: the median latency (mean over seeds), max_abs_diff (the largest over
+    seeds), the model's own peak memory and the share of the device's peak (means over seeds),
+    and the status (``ok`` where every seed's row is). Rows a runtime cannot measure
+    (``unsupported``) are left out; rows recorded before runtimes were are PyTorch eager's."""
+    eff = efficiency[efficiency["status"] != "unsupported"].copy()
+    if "stage" not in eff:
+        eff["stage"] = "final"
+    eff = eff.astype({"runtime": object, "quantize": object, "stage": object}).fillna(
+        {"runtime": "torch", "quantize": "none", "stage": "final", "level": 0})
+    keys = ["dataset", "label", "level", "stage", "runtime", "quantize", "batch", "precision"]
+    return eff.groupby(keys, sort=False, dropna=False).agg(
+        **{c: (c, how) for c, _, how in DEPLOYMENT_FIGURES}, status=("status", _status)).reset_index()
+
+
+def deployment_display(frame: pd.DataFrame, caption: str = "") -> list[Display]:
+    """Per dataset of a :func:`deployment_frame`, its rows as a table (figures of failed rows
+    missing, their status shown)."""
+    out = []
+    for name, part in frame.groupby("dataset", sort=False):
+        rows = []
+        for _, r in part.iterrows():
+            ok = r["status"] == "ok"
+            rows.append([row_label(r["label"], r["stage"]), _level(r["level"]), str(r["runtime"]),
+                         str(r["quantize"]), number_cell(int(r["batch"])), str(r["precision"]),
+                         *(number_cell(r[c] if ok else None) for c, _, _ in DEPLOYMENT_FIGURES),
+                         str(r["status"])])
+        labels = list(part["label"])
+        starts = [k for k in range(1, len(labels)) if labels[k] != labels[k - 1]]
+        headers = ["Model", "Level", "Runtime", "Quantize", "Batch", "Precision",
+                   *(h for _, h, _ in DEPLOYMENT_FIGURES), "Status"]
+        numeric = [False, False, False, False, True, False] + [True] * len(DEPLOYMENT_FIGURES) + [False]
+        out.append(Display(name, headers, rows, set(), starts, numeric, caption))
+    return out
+
+
+def write_deployment(frame: pd.DataFrame, displays: Sequence[Display], out_dir: str | Path) -> list[Path]:
+    """Write ``deployment.csv`` (every number of the :func:`deployment_frame`),
+    ``deployment.md`` and ``deployment.tex`` (its ``displays``) into ``out_dir``."""
+    out = Path(out_dir)
+    paths = [out / "deployment.csv", out / "deployment.md", out / "deployment.tex"]
+    rows = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
+    paths[0].write_text(format_rows(rows, "csv") + "\n")
+    paths[1].write_text(to_markdown(displays))
+    paths[2].write_text(to_latex(displays, label="tab:deployment"))
+    return paths
+
+
 # -- writers -------------------------------------------------------------------------------
 
 

@@ -40,9 +40,10 @@ from lfubench.bench.datasets import get_dataset
 from lfubench.bench.environment import environment_record, torch_threads
 from lfubench.bench.evaluate import evaluate_cases, overlay_slices
 from lfubench.bench.latency import profile
+from lfubench.bench.quantize import CALIBRATION_INPUTS
 from lfubench.bench.train import TrainConfig, seed_everything, train
 from lfubench.reports.record import ItemRecord
-from lfubench.reports.schema import EFFICIENCY_COLUMNS, RESULT_COLUMNS, row
+from lfubench.reports.schema import DEPLOYMENT_COLUMNS, EFFICIENCY_COLUMNS, RESULT_COLUMNS, row
 
 from .plan import Item, Plan
 from .run import Run
@@ -160,13 +161,43 @@ def budget(plan: Plan) -> str:
     return what + (f" (at most {t.minutes:g} min)" if t.minutes else "") + f", batch {t.batch_size}"
 
 
+def deploys(plan: Plan) -> bool:
+    """Whether the plan measures more than PyTorch eager, unquantized (other runtimes or int8)."""
+    return plan.measure.runtimes != ["torch"] or plan.measure.quantize != ["none"]
+
+
 def item_conventions(dataset: DatasetSpec, plan: Plan, input_shape: str) -> dict:
-    """The convention sentences of an item's figures (stored with it; reports print them)."""
+    """The convention sentences of an item's figures (stored with it; reports print them);
+    ``conv_deployment`` (runtimes, int8, model memory, share of peak, energy) only where
+    :func:`deploys`."""
     m = plan.measure
     lat = "; ".join(conventions.latency(m.device, b, p, input_shape, m.threads, m.channels_last)
                     for b in m.batch_sizes for p in m.precision)
+    deployment = None
+    if deploys(plan):
+        deployment = "; ".join([conventions.RUNTIMES, *([conventions.INT8] if "int8" in m.quantize else []),
+                                conventions.MODEL_MEMORY, conventions.PEAK,
+                                *([conventions.ENERGY] if m.energy else [])])
     return {"conv_scores": conventions.SCORES, "conv_empty": conventions.empty_rule(dataset.empty),
-            "conv_params": conventions.PARAMS, "conv_macs": conventions.MACS, "conv_latency": lat}
+            "conv_params": conventions.PARAMS, "conv_macs": conventions.MACS, "conv_latency": lat,
+            "conv_deployment": deployment}
+
+
+def calibration(plan: Plan, item: Item, cache, splits) -> tuple[list[np.ndarray] | None, str | None]:
+    """int8's calibration inputs and what they are: :data:`bench.quantize.CALIBRATION_INPUTS`
+    training slices of the item's own dataset (drawn from its training slices by the item's
+    seed), each ``(1, C, S, S)``; ``(None, None)`` without int8. A dataset without training
+    slices leaves the profile's seeded random inputs, and says so."""
+    if "int8" not in plan.measure.quantize:
+        return None, None
+    pool = training_slices(cache, splits["train"], seed=item.seed)
+    if not len(pool):
+        return None, f"{CALIBRATION_INPUTS} seeded standard-normal inputs"
+    rng = np.random.default_rng(item.seed)
+    chosen = np.sort(rng.choice(np.unique(pool), size=min(CALIBRATION_INPUTS, len(np.unique(pool))),
+                                replace=False))
+    x, _ = cache.read_batch(chosen)
+    return [a[None].astype(np.float32) for a in x], f"{len(chosen)} training slices of {item.dataset.name}"
 
 
 def _evaluate_levels(model, spec: ModelSpec, item: Item, plan: Plan, cache, splits, config: TrainConfig,
@@ -179,6 +210,7 @@ def _evaluate_levels(model, spec: ModelSpec, item: Item, plan: Plan, cache, spli
     size = cache.meta["size"]
     input_shape = (cache.in_channels, size, size)
     metrics, efficiency = [], []
+    calibration_inputs, calibrated = calibration(plan, item, cache, splits)
     for level in spec.levels or [top]:
         if level is None or level == top:
             net = model
@@ -198,13 +230,16 @@ def _evaluate_levels(model, spec: ModelSpec, item: Item, plan: Plan, cache, spli
         params, gmacs = count_params(net_cpu), fvcore_macs(net_cpu, input_shape) / 1e9
         lat = profile(net_cpu, input_shape, batch_sizes=measure.batch_sizes, precisions=measure.precision,
                       modes=("inference",), device=device, channels_last=measure.channels_last,
-                      threads=measure.threads, timing=measure.timing())
+                      threads=measure.threads, timing=measure.timing(), runtimes=measure.runtimes,
+                      quantize=measure.quantize, calibration=calibration_inputs, gmacs=gmacs,
+                      energy=measure.energy)
         for r in lat:
             efficiency.append(row(
                 EFFICIENCY_COLUMNS, **key, params=params, gmacs=gmacs, input="x".join(map(str, input_shape)),
                 device=r["device"], batch=r["batch"], precision=r["precision"], latency_ms=r.get("median_ms"),
                 p90_ms=r.get("p90_ms"), peak_mb=r.get("peak_allocated_mb") or r.get("peak_rss_mb"),
-                status=r["status"]))
+                status=r["status"], calibration=calibrated if r["quantize"] == "int8" else None,
+                **{c: r.get(c) for c in DEPLOYMENT_COLUMNS if c != "calibration"}))
     return metrics, efficiency
 
 

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lfubench.reports.schema import EFFICIENCY_COLUMNS, ITEM_COLUMNS, RESULT_COLUMNS, frame, row
+from lfubench.reports.schema import (
+    BASE_EFFICIENCY_COLUMNS,
+    EFFICIENCY_COLUMNS,
+    ITEM_COLUMNS,
+    RESULT_COLUMNS,
+    frame,
+    row,
+)
 
 #: (model, label, levels, params at the top level, base width)
 MODELS = [
@@ -24,6 +31,7 @@ CONVENTIONS = {
     "conv_params": "parameters as evaluated",
     "conv_macs": "GMACs from fvcore, 1 multiply-add = 1 MAC",
     "conv_latency": "latency: median ms per batch of 1 on cpu; peak memory in MiB (process peak RSS)",
+    "conv_deployment": None,  # a run measuring PyTorch eager alone
 }
 EMPTY = {
     "lits": "empty masks: one empty -> Dice 0, HD95 = the diagonal of the case's own volume in mm",
@@ -89,7 +97,7 @@ def fake_run(
                             )
                     efficiency.append(
                         row(
-                            EFFICIENCY_COLUMNS,
+                            BASE_EFFICIENCY_COLUMNS,  # as recorded before runtimes were
                             **key,
                             params=int(params * scale),
                             gmacs=params * scale / 4e6,

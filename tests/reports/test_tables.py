@@ -13,7 +13,14 @@ import pytest
 
 from lfubench.reports.aggregate import aggregate, mean_score, model_rows, wide
 from lfubench.reports.pareto import frontier, write_pareto_plots
-from lfubench.reports.schema import AGGREGATE_COLUMNS, EFFICIENCY_COLUMNS, RESULT_COLUMNS, frame, row
+from lfubench.reports.schema import (
+    AGGREGATE_COLUMNS,
+    BASE_EFFICIENCY_COLUMNS,
+    EFFICIENCY_COLUMNS,
+    RESULT_COLUMNS,
+    frame,
+    row,
+)
 from lfubench.reports.tables import (
     latex_escape,
     results_display,
@@ -45,7 +52,7 @@ def _tidy():
                             ref_empty=False, pred_empty=v == 0))
         eff.append(
             row(
-                EFFICIENCY_COLUMNS,
+                BASE_EFFICIENCY_COLUMNS,
                 **key,
                 params=params,
                 gmacs=params / 1e4,
@@ -275,8 +282,8 @@ def test_efficiency_of_each_dataset_is_its_own_configuration():
     for dataset, device, params in (("d1", "cpu", 7), ("d2", "cuda", 8)):
         key = dict(item=f"a|{dataset}|s0", model="unet", label="a", dataset=dataset, seed=0, level=0,
                    stage="final")
-        eff.append(row(EFFICIENCY_COLUMNS, **key, params=params, gmacs=1.0, input="x", device=device, batch=1,
-                       precision="fp32", latency_ms=2.0, p90_ms=2.0, peak_mb=1.0, status="ok"))
+        eff.append(row(BASE_EFFICIENCY_COLUMNS, **key, params=params, gmacs=1.0, input="x", device=device,
+                       batch=1, precision="fp32", latency_ms=2.0, p90_ms=2.0, peak_mb=1.0, status="ok"))
     efficiency = frame(eff, EFFICIENCY_COLUMNS)
     agg = aggregate(frame(rows, RESULT_COLUMNS), efficiency)
     assert list(series(agg, "params")) == [7, 8]
