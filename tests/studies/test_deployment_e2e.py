@@ -42,7 +42,8 @@ def test_a_plan_measured_in_two_runtimes_reports_each(tmp_path):
     assert by.loc[("onnxruntime", "none"), "max_abs_diff"] <= 1e-4
     assert by.loc[("onnxruntime", "none"), "model_peak_mb"] == by.loc[("torch", "none"), "model_peak_mb"] > 0
     assert by.loc[("onnxruntime", "int8"), "calibration"] == "8 training slices of lits"
-    assert pd.isna(by.loc[("onnxruntime", "none"), "calibration"])
+    assert pd.isna(by.loc[("onnxruntime", "none"), "calibration"]) and pd.isna(by.loc[("torch", "int8"),
+                                                                                        "calibration"])
     assert by.loc[("onnxruntime", "int8"), "model_file_mb"] < by.loc[("onnxruntime", "none"), "model_file_mb"]
 
     # the results table shows PyTorch eager's latency, as a plan measuring torch alone would
