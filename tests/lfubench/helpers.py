@@ -8,18 +8,10 @@ import optuna
 import pytest
 
 from tests.reports.fake import CONVENTIONS, EMPTY, fake_run
+from tests.studies._plans import lits, measure, toml_text, train
 
-PLAN = """
-name = "{name}"
-seeds = [{seed}]
-[train]
-epochs = 1
-[measure]
-device = "cpu"
-[[datasets]]
-name = "lits"
-kind = "phantom-lits"
-cases = 8
+#: the stored run's plan, a ``str.format`` template of ``name`` and ``seed``
+PLAN = toml_text('name = "{name}"\nseeds = [{seed}]', train(), measure(), lits(cases=8, tiny=False), """
 [[models]]
 name = "unet"
 label = "U-Net w8"
@@ -35,7 +27,7 @@ name = "unetpp"
 label = "UNet++ w8"
 base_width = 8
 levels = [4]
-"""
+""")
 
 MODELS = [("unet", "U-Net w8", [0], 490_000, 8), ("lfunet", "LFU-Net w4", [4], 13_000, 4)]
 

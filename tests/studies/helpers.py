@@ -22,45 +22,19 @@ from lfubench import models
 from lfubench.bench.complexity import count_params
 from lfubench.studies.engine import Engine, EngineConfig
 
+from ._plans import nsga2, study_text
+
 ROOT = Path(__file__).resolve().parents[2]
 
-STUDY = """
-name = "fake"
-seed = 0
-n_trials = {n_trials}
-
-[train]
-epochs = 1
-
-[measure]
-device = "cpu"
-batch_sizes = [1, 8]
-precision = ["fp32"]
-
-[[datasets]]
-name = "lits"
-kind = "phantom-lits"
-cases = 5
-shape = [32, 32, 8]
-size = 32
-
-[search]
-family = ["lfunet", "unet", "unetpp"]
+#: the fake sweep study, a ``str.format`` template of ``n_trials`` and ``constraints``
+STUDY = study_text("fake", """family = ["lfunet", "unet", "unetpp"]
 base_width = [4, 8, 12]
 groups = [1, 2, 4, 8]
 prune_level = [2, 4]
-prune_ratio = {{low = 0.0, high = 0.5, step = 0.25}}
-
-[objectives]
-maximize = ["dice:mean"]
-minimize = ["params"]
-constraints = {constraints}
-
-[sampler]
-name = "nsga2"
-seed = 0
-population_size = 4
-"""
+prune_ratio = {{low = 0.0, high = 0.5, step = 0.25}}""", n_trials="{n_trials}",
+                   measure_keys='batch_sizes = [1, 8]\nprecision = ["fp32"]',
+                   objective_keys="constraints = {constraints}",
+                   sampler=nsga2(4))
 
 
 def write_study(tmp_path: Path, n_trials: int = 6, constraints: str = "[]", text: str | None = None) -> Path:

@@ -13,37 +13,10 @@ from optuna.trial import TrialState
 from lfubench.studies.objectives import FigureError, record_figures
 from lfubench.studies.schema import MeasureSpec
 
-STUDY = """
-name = "nan"
-seed = 0
-n_trials = {n_trials}
+from ._plans import nsga2, study_text
 
-[train]
-epochs = 1
-
-[measure]
-device = "cpu"
-
-[[datasets]]
-name = "lits"
-kind = "phantom-lits"
-cases = 5
-shape = [32, 32, 8]
-size = 32
-
-[search]
-family = ["unet"]
-base_width = [4, 8]
-
-[objectives]
-maximize = ["dice:mean"]
-minimize = ["params"]
-
-[sampler]
-name = "nsga2"
-seed = 0
-population_size = 2
-"""
+STUDY = study_text("nan", 'family = ["unet"]\nbase_width = [4, 8]',
+                   sampler=nsga2(2))
 
 
 def record(liver: list[float], tumor: list[float], params: int = 1000) -> dict:
@@ -93,7 +66,7 @@ def test_a_trial_with_an_all_nan_region_fails_and_stays_off_the_front(tmp_path):
     from lfubench.studies.sweepfile import load_study
 
     path = tmp_path / "nan.toml"
-    path.write_text(STUDY.format(n_trials=4))
+    path.write_text(STUDY)
     study = load_study(path)
 
     def evaluate(spec, trial):

@@ -10,36 +10,12 @@ from lfubench import models
 from lfubench.studies.schema import PlanError
 from lfubench.studies.sweepfile import load_study
 
-STUDY = """
-name = "space"
-seed = 0
-n_trials = 4
-
-[train]
-epochs = 1
-
-[measure]
-device = "cpu"
-
-[[datasets]]
-name = "lits"
-kind = "phantom-lits"
-cases = 5
-shape = [32, 32, 8]
-size = 32
-
-[search]
-{search}
-
-[objectives]
-maximize = ["dice:mean"]
-minimize = ["params"]
-"""
+from ._plans import study_text
 
 
 def _study(tmp_path, search: str):
     path = tmp_path / "space.toml"
-    path.write_text(STUDY.format(search=search))
+    path.write_text(study_text("space", search))
     return path
 
 
