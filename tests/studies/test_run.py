@@ -4,12 +4,7 @@ line, a message or the output of ``lfubench bench`` / ``lfubench sweep``."""
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
 from pathlib import Path
 
 import optuna
@@ -249,57 +244,31 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_a_password_less_url_takes_the_password_from_libpq(tmp_path, capsys):
+def test_a_password_less_url_takes_the_password_from_libpq(tmp_path, capsys, make_postgres):
     """On a real server with password authentication: PGPASSWORD and a password file (PGPASSFILE,
     as ~/.pgpass) serve a URL without a password, as the README says; without them it fails in one
     line; a password in the URL is never printed."""
-    pytest.importorskip("psycopg", reason="psycopg (the postgres extra) is not installed")
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    if not bins:
-        pytest.skip("no PostgreSQL server installed (/usr/lib/postgresql/*/bin)")
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser to start PostgreSQL as another user")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    bindir, data, port = Path(bins[-1]), Path(tempfile.mkdtemp(prefix="lfubench-pgpw-")), _free_port()
-    os.chmod(data, 0o755)
-    (data / "pw").write_text(SECRET)
-    if as_user:
-        shutil.chown(data, "postgres", "postgres")
-        shutil.chown(data / "pw", "postgres", "postgres")
-    cluster = data / "cluster"
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(cluster), "-U", "lfu", "--auth=scram-sha-256",
-                    f"--pwfile={data / 'pw'}"], check=True, capture_output=True)
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(cluster), "-l", str(data / "log"), "-w",
-                    "-o", f"-p {port} -k {data} -h 127.0.0.1", "start"], check=True, capture_output=True)
-    try:
-        subprocess.run([*as_user, "env", f"PGPASSWORD={SECRET}", str(bindir / "createdb"), "-h", "127.0.0.1",
-                        "-p", str(port), "-U", "lfu", "lfubench"], check=True, capture_output=True)
-        (tmp_path / "tiny.toml").write_text(PLAN)
-        base = ["bench", str(tmp_path / "tiny.toml"), "--max-items", "0", "--no-report", "--no-progress"]
-        bare = f"postgresql://lfu@127.0.0.1:{port}/lfubench"
+    pg = make_postgres(user="lfu", password=SECRET)
+    (tmp_path / "tiny.toml").write_text(PLAN)
+    base = ["bench", str(tmp_path / "tiny.toml"), "--max-items", "0", "--no-report", "--no-progress"]
 
-        def bench(out: str, url: str, **env: str) -> tuple[int, str]:
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setenv("PGPASSFILE", str(tmp_path / "none"))  # not the user's own ~/.pgpass
-                mp.delenv("PGPASSWORD", raising=False)
-                for key, value in env.items():
-                    mp.setenv(key, value)
-                code = main([*base, "--out", str(tmp_path / out), "--storage", url])
-            printed = capsys.readouterr()
-            return code, printed.out + printed.err
+    def bench(out: str, url: str, **env: str) -> tuple[int, str]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PGPASSFILE", str(tmp_path / "none"))  # not the user's own ~/.pgpass
+            mp.delenv("PGPASSWORD", raising=False)
+            for key, value in env.items():
+                mp.setenv(key, value)
+            code = main([*base, "--out", str(tmp_path / out), "--storage", url])
+        printed = capsys.readouterr()
+        return code, printed.out + printed.err
 
-        code, text = bench("with", f"postgresql://lfu:{SECRET}@127.0.0.1:{port}/lfubench")
-        assert code == 0 and SECRET not in text, text
-        code, text = bench("none", bare)
-        assert code == 2 and "cannot connect" in text and len(text.strip().splitlines()) == 1, text
-        assert bench("env", bare, PGPASSWORD=SECRET)[0] == 0
-        passfile = tmp_path / "pgpass"
-        passfile.write_text(f"127.0.0.1:{port}:lfubench:lfu:{SECRET}\n")
-        passfile.chmod(0o600)
-        assert bench("file", bare, PGPASSFILE=str(passfile))[0] == 0
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(cluster), "-m", "fast", "stop"],
-                       capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+    assert SECRET in pg.password_url and SECRET not in pg.url
+    code, text = bench("with", pg.password_url)
+    assert code == 0 and SECRET not in text, text
+    code, text = bench("none", pg.url)
+    assert code == 2 and "cannot connect" in text and len(text.strip().splitlines()) == 1, text
+    assert bench("env", pg.url, PGPASSWORD=SECRET)[0] == 0
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"127.0.0.1:{pg.port}:lfubench:lfu:{SECRET}\n")
+    passfile.chmod(0o600)
+    assert bench("file", pg.url, PGPASSFILE=str(passfile))[0] == 0
