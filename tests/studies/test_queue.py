@@ -272,3 +272,67 @@ def test_a_storage_down_longer_than_the_bound_is_one_line_with_the_password_hidd
     assert message.startswith("storage postgresql://u:***@h/db: unreachable for 0 s "
                               "(server closed the connection)")
     assert "pw" not in message and len(message.splitlines()) == 1
+
+
+# --- the worker loop that plan items and sweeps share ----------------------------------------------
+
+
+class _Config:
+    heartbeat_s, grace_s = 0.0, 7.0
+
+
+class _Trial:
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+
+class _Worker(queue.Worker):
+    """Trials 0..2 in turn; while trial 2 runs elsewhere, the first two claims find nothing."""
+
+    def __init__(self) -> None:
+        self.config, self.claims, self.synced, self.notes = _Config(), [[0], [1], [], [], [2]], 0, []
+        self.queue = self  # wait_note below stands in for Queue.wait_note
+
+    def sync(self) -> list:
+        self.synced += 1
+        return []
+
+    def _claim(self):
+        numbers = self.claims.pop(0) if self.claims else []
+        return _Trial(numbers[0]) if numbers else None
+
+    def _running_elsewhere(self) -> list:
+        return [_Trial(2)] if self.claims else []
+
+    def _waiting_label(self, trial) -> str:
+        return f"slot {trial.number}"
+
+    def _running_label(self, trial) -> str:
+        return f"unit {trial.number}"
+
+    def wait_note(self, running, what, grace_s) -> str:
+        self.notes.append([what(t) for t in running])
+        return "waiting"
+
+
+def test_the_worker_loop_counts_outcomes_waits_for_trials_running_elsewhere_and_stops(caplog):
+    worker = _Worker()
+    outcomes = {0: "complete", 1: "lost", 2: "failed"}
+    with caplog.at_level(logging.INFO, __name__):
+        counts = worker._work(lambda t: outcomes[t.number], {"complete": 0, "failed": 0})
+    assert counts == {"complete": 1, "failed": 1}  # "lost" is not a count of its own
+    assert worker.synced == 2 and worker.notes == [["slot 2"]]  # two waits, logged once
+    assert [r.name for r in caplog.records] == [__name__]  # under the worker's own module
+
+    assert _Worker()._work(lambda t: "complete", {"complete": 0}, max_runs=1) == {"complete": 1}
+    assert _Worker()._work(lambda t: "complete", {"complete": 0}, until=lambda: True) == {"complete": 0}
+
+
+def test_a_worker_cut_off_from_its_storage_names_the_trial_it_leaves_running():
+    def cut_off(trial):
+        raise StorageUnavailable("storage x: unreachable for 30 s")
+
+    with pytest.raises(StorageUnavailable) as info:
+        _Worker()._work(cut_off, {})
+    assert str(info.value) == ("storage x: unreachable for 30 s; unit 0 is left running: a later run "
+                               "retries it once its heartbeat is 7 s old")
