@@ -131,7 +131,7 @@ def test_two_workers_ride_out_a_database_outage(postgres, tmp_path, kind, outage
 def test_a_worker_cut_off_too_long_stops_in_one_line_and_a_rerun_retries_its_trial(postgres, tmp_path, kind):
     url = postgres.database(f"cut_{kind}")
     write_study(tmp_path, n_trials=N)
-    worker = _worker(kind, url, tmp_path, "first", 1.0, "grace=3", "retry=2")
+    worker = _worker(kind, url, tmp_path, "first", 4.0, "grace=3", "retry=2")
     _wait_for(tmp_path, 2)  # the second item / trial is running
     postgres.stop()
     out, err = worker.communicate(timeout=60)
