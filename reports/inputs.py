@@ -147,14 +147,6 @@ class ReportInputs:
         firsts = [run.first_model for run in self.runs if run.first_model is not None][:1]
         return firsts[0] if firsts and firsts[0] in set(self.results["label"]) else None
 
-    def dataset_infos(self) -> dict[str, DatasetInfo]:
-        """Each dataset of the runs' plans by name (the first run naming it)."""
-        out: dict[str, DatasetInfo] = {}
-        for run in self.runs:
-            for d in run.datasets:
-                out.setdefault(d.name, d)
-        return out
-
     def widths(self) -> dict[str, float]:
         """Model label -> base width, over every run's plan."""
         return {label: w for run in self.runs for label, w in run.widths.items()}

@@ -96,9 +96,12 @@ class ItemRecord:
         return cls(**values)
 
     def overlays_file(self, root: str | Path | None = None) -> Path | None:
-        """The test-slice file: ``overlays`` resolved against the run folder the item ran in,
-        or against ``root`` for a record that does not say (None without ``overlays``)."""
+        """The test-slice file (None without ``overlays``): ``overlays`` in the run folder the
+        item ran in, else in ``root`` (a run folder moved, or read on another machine), else
+        relative to the working folder; the first of these that exists, or the first candidate
+        where none does (the caller says it is missing)."""
         if not self.overlays:
             return None
-        base = self.run_dir or root
-        return Path(base) / self.overlays if base is not None else Path(self.overlays)
+        bases = [b for b in (self.run_dir, root) if b] or [Path.cwd()]
+        candidates = [Path(b) / self.overlays for b in bases]
+        return next((c for c in candidates if c.is_file()), candidates[0])

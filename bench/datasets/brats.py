@@ -232,13 +232,6 @@ def brain_statistics(image: np.ndarray, slab: int) -> BrainStatistics:
     return BrainStatistics(mean, std, span(rows), span(cols), content)
 
 
-def zscore_brain(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel z-score over the brain mask (non-zero in any channel); zero outside. Returns
-    ``(normalised image, mask)`` (``float32``; the whole volume: for small inputs and tests)."""
-    stats = brain_statistics(image, max(1, image.shape[1]))
-    return _zscore(image, stats), np.any(image != 0, axis=0)
-
-
 def _zscore(part: np.ndarray, stats: BrainStatistics) -> np.ndarray:
     mask = np.any(part != 0, axis=0)
     out = np.zeros(part.shape, dtype=np.float32)

@@ -204,18 +204,12 @@ def sweep_data(run: LoadedRun) -> SweepData | None:
 
 
 def _overlays(run: LoadedRun, items: pd.DataFrame) -> pd.Series:
-    """Each item's overlays file as a readable path: in the run folder its record names, else
-    in ``run.root``, else relative to the working folder (the first that exists; the first
-    candidate where none does, and the report says it is missing)."""
+    """Each item's overlays file (:meth:`ItemRecord.overlays_file`, with ``run.root`` as the
+    fallback folder); the report says which are missing."""
     from lfubench.studies.records import records
 
-    found = {}
-    for rec in records(run.trials):
-        if not rec.overlays:
-            continue
-        bases = [b for b in (rec.run_dir, run.root) if b] or [Path.cwd()]
-        candidates = [Path(b) / rec.overlays for b in bases]
-        found[rec.item] = str(next((c for c in candidates if c.is_file()), candidates[0]))
+    found = {rec.item: str(path) for rec in records(run.trials)
+             if (path := rec.overlays_file(run.root)) is not None}
     return pd.Series([found.get(i) for i in items["item"]], index=items.index, dtype=object)
 
 
