@@ -8,17 +8,19 @@ smaller model of the same family (:mod:`models.pruning`).
 """
 
 from . import lfunet, unet, unet3p, unetpp  # noqa: F401  (registers the models)
-from ._registry import create_model, list_models, register_model
+from ._registry import SOURCES, create_model, list_models, model_source, register_model
 from .blocks import SegmentationNet
 from .errors import ModelConfigError, UnknownModelError
 from .pruning import prune_channels, zero_removed
 
 __all__ = [
     "ModelConfigError",
+    "SOURCES",
     "SegmentationNet",
     "UnknownModelError",
     "create_model",
     "list_models",
+    "model_source",
     "prune_channels",
     "register_model",
     "zero_removed",

@@ -21,6 +21,10 @@ from .blocks import building
 from .errors import ModelConfigError, UnknownModelError
 
 _MODELS: dict[str, Callable[..., torch.nn.Module]] = {}
+_SOURCES: dict[str, str] = {}
+
+#: Where a registered model comes from, as ``lfubench zoo`` shows it.
+SOURCES = ("lfubench", "authors' preset", "nnU-Net", "MONAI", "smp", "user")
 
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
@@ -47,14 +51,20 @@ def _arguments(fn: Callable[..., torch.nn.Module]) -> tuple[str, ...] | None:
     return tuple(names + [p.name for p in target if p.kind in _NAMED and p.name not in names])
 
 
-def register_model(fn: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
+def register_model(fn: Callable[..., torch.nn.Module] | None = None, *,
+                   source: str = "lfubench"):
     """Register a model constructor under its function name.
 
-    Returns the constructor wrapped so that it takes keyword arguments only, raises
+    Used bare (``@register_model``) or with the model's origin
+    (``@register_model(source="MONAI")``; one of :data:`SOURCES`). Returns the constructor wrapped so that it takes keyword arguments only, raises
     ``ModelConfigError`` naming the model and the argument for one it does not take, and
     builds the model inside :func:`~models.blocks.building` so the model's ``model_name``
     (and every error it raises) is the registered name.
     """
+    if fn is None:
+        return functools.partial(register_model, source=source)
+    if source not in SOURCES:
+        raise ValueError(f"register_model: source {source!r} is not one of {', '.join(SOURCES)}")
     name = fn.__name__
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered")
@@ -76,7 +86,14 @@ def register_model(fn: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn
         return model
 
     _MODELS[name] = build
+    _SOURCES[name] = source
     return build
+
+
+def model_source(name: str) -> str:
+    """Where the registered model ``name`` comes from (one of :data:`SOURCES`)."""
+    model_entrypoint(name)
+    return _SOURCES[name]
 
 
 def list_models(pattern: str = "*") -> list[str]:

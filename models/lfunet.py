@@ -252,7 +252,7 @@ def lfunet(**kwargs) -> LFUNet:
     return LFUNet(**kwargs)
 
 
-@register_model
+@register_model(source="authors' preset")
 def lfunet_deng2023(in_channels: int = 3, num_classes: int = 1, **kwargs) -> LFUNet:
     """LFU-Net of the authors' code (dengdy22/U-Nets, ``LFU-Net``): width 8, 8 groups, full
     shared skips, output the mean of the four heads. Their ``cfg`` is missing, so 3 input

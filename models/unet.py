@@ -129,7 +129,7 @@ def unet(**kwargs) -> UNet:
     return UNet(**kwargs)
 
 
-@register_model
+@register_model(source="authors' preset")
 def unet_zhou2018(in_channels: int = 1, num_classes: int = 1, **kwargs) -> UNet:
     """The U-Net of the UNet++ authors' Keras code (``U_Net`` in MrGiovanni/UNetPlusPlus).
 

@@ -133,7 +133,7 @@ def unet3p(**kwargs) -> UNet3Plus:
     return UNet3Plus(**kwargs)
 
 
-@register_model
+@register_model(source="authors' preset")
 def unet3p_huang2020(in_channels: int = 3, num_classes: int = 1, **kwargs) -> UNet3Plus:
     """UNet 3+ of the authors' code (``UNet_3Plus`` in ZJUGiveLab/UNet-Version).
 

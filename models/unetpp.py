@@ -145,7 +145,7 @@ def unetpp(**kwargs) -> UNetPlusPlus:
     return UNetPlusPlus(**kwargs)
 
 
-@register_model
+@register_model(source="authors' preset")
 def unetpp_zhou2018(
     in_channels: int = 1, num_classes: int = 1, deep_supervision: bool = False, **kwargs
 ) -> UNetPlusPlus:

@@ -299,3 +299,12 @@ def test_lfunet_ablation_switches_change_the_model(kwargs, relation):
     assert {"more": n > base, "fewer": n < base, "same": n == base}[relation], (n, base)
     heads = ablated.forward_heads(torch.zeros(1, 3, 32, 32))
     assert len(heads) == (1 if kwargs.get("deep_supervision") is False else 4)
+
+
+def test_model_source_names_presets_and_refuses_unknown_sources():
+    assert models.model_source("lfunet") == "lfubench"
+    assert models.model_source("lfunet_deng2023") == "authors' preset"
+    with pytest.raises(ValueError, match="source 'elsewhere' is not one of"):
+        models.register_model(source="elsewhere")(lambda: None)
+    with pytest.raises(models.UnknownModelError):
+        models.model_source("no_such_model")
