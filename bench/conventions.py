@@ -54,10 +54,15 @@ def latency(device: str, batch: int, precision: str, input_shape: str, threads: 
     where = device
     if device == "cpu" and threads:
         where += f", {threads} thread{'s' if threads != 1 else ''}"
-    memory = "max allocated" if device.startswith("cuda") else "process peak RSS"
     layout = "channels_last" if channels_last else "NCHW"
     return (f"latency: median ms per batch of {batch} at input {input_shape}, {precision}, {layout}, "
-            f"on {where}; peak memory in MiB ({memory})")
+            f"on {where}; {PEAK_MEMORY}")
+
+
+#: what a table's or a sweep's peak memory (``peak_mb``) is, and what it is not
+PEAK_MEMORY = ("peak memory: the model's own peak tensor memory in MiB (weights + input + activations alive "
+               "at once during one forward, model_peak_mb), not the process's resident set (peak_rss_mb, "
+               "its own column, which counts the interpreter and libraries too)")
 
 
 #: how each runtime is run and compared (bench.runtimes, bench.latency)

@@ -105,3 +105,16 @@ class ItemRecord:
         bases = [b for b in (self.run_dir, root) if b] or [Path.cwd()]
         candidates = [Path(b) / self.overlays for b in bases]
         return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def per_model_peak(row: dict) -> dict:
+    """An efficiency row whose ``peak_mb`` is the model's own memory. Rows recorded before the
+    ``peak_rss_mb`` column held the process's figure in ``peak_mb`` (the peak RSS on the CPU; on CUDA
+    the allocator's peak over the timed loop, tensors of other owners included): it moves to
+    ``peak_rss_mb`` on the CPU and is dropped on CUDA, and ``peak_mb`` becomes the row's
+    ``model_peak_mb`` where it was recorded, else stays empty (never the process's figure). Rows with
+    the column are returned as they are. :func:`studies.records.collect` reads every row through it."""
+    if "peak_rss_mb" in row:
+        return row
+    cpu = str(row.get("device", "cpu")).startswith("cpu")
+    return {**row, "peak_mb": row.get("model_peak_mb"), "peak_rss_mb": row.get("peak_mb") if cpu else None}

@@ -34,7 +34,10 @@ STAGES = ("final", "before-pruning")
 
 RESULT_COLUMNS = [*KEY_COLUMNS, "case", "region", "metric", "value", "ref_empty", "pred_empty"]
 
-#: the efficiency columns every run has recorded
+#: the efficiency columns every run has recorded; ``peak_mb`` is the model's own peak tensor memory
+#: (bench.memory's ``model_peak_mb``, the figure tables, Pareto plots and sweeps use; empty for int8
+#: rows), never the process's (``peak_rss_mb``; records made before were read by
+#: :func:`reports.record.per_model_peak`)
 BASE_EFFICIENCY_COLUMNS = [*KEY_COLUMNS, "params", "gmacs", "input", "device", "batch", "precision",
                            "latency_ms", "p90_ms", "peak_mb", "status"]
 
@@ -42,11 +45,13 @@ BASE_EFFICIENCY_COLUMNS = [*KEY_COLUMNS, "params", "gmacs", "input", "device", "
 #: names; empty in tables recorded before them, read as PyTorch eager, unquantized): the runtime and
 #: quantization, what it ran, where its int8 calibration inputs came from (``calibration``), its
 #: agreement with PyTorch fp32, the model file and the seconds to export and quantize it, the
-#: model's own peak memory, the row's share of the device's peak and its energy; ``error`` says why
-#: a row is not ``ok``
+#: model's own peak memory, the process's peak RSS over the timed loop (``peak_rss_mb``, CPU rows only:
+#: interpreter and libraries included, never a model's figure), the row's share of the device's peak,
+#: the model's MACs per byte moved (``arithmetic_intensity``) and its energy; ``error`` says why a
+#: row is not ``ok``
 DEPLOYMENT_COLUMNS = ["runtime", "quantize", "precision_used", "calibration", "max_abs_diff",
-                      "argmax_agreement", "model_file_mb", "prepare_s", "model_peak_mb", "pct_of_peak",
-                      "joules_per_image", "error"]
+                      "argmax_agreement", "model_file_mb", "prepare_s", "model_peak_mb", "peak_rss_mb",
+                      "pct_of_peak", "arithmetic_intensity", "joules_per_image", "error"]
 
 EFFICIENCY_COLUMNS = [*BASE_EFFICIENCY_COLUMNS, *DEPLOYMENT_COLUMNS]
 

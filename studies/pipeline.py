@@ -237,7 +237,7 @@ def _evaluate_levels(model, spec: ModelSpec, item: Item, plan: Plan, cache, spli
             efficiency.append(row(
                 EFFICIENCY_COLUMNS, **key, params=params, gmacs=gmacs, input="x".join(map(str, input_shape)),
                 device=r["device"], batch=r["batch"], precision=r["precision"], latency_ms=r.get("median_ms"),
-                p90_ms=r.get("p90_ms"), peak_mb=r.get("peak_allocated_mb") or r.get("peak_rss_mb"),
+                p90_ms=r.get("p90_ms"), peak_mb=r.get("model_peak_mb"),
                 status=r["status"],
                 calibration=calibrated if r["quantize"] == "int8" and r["status"] != "unsupported" else None,
                 **{c: r.get(c) for c in DEPLOYMENT_COLUMNS if c != "calibration"}))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from lfubench.reports.record import ItemRecord
+from lfubench.reports.record import ItemRecord, per_model_peak
 from lfubench.reports.schema import (
     CONVENTION_COLUMNS,
     EFFICIENCY_COLUMNS,
@@ -63,7 +63,7 @@ def collect(trials: Sequence) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
     for t in trials:
         rec = ItemRecord.from_attrs(t.user_attrs)
         results += rec.metrics
-        efficiency += rec.efficiency
+        efficiency += [per_model_peak(r) for r in rec.efficiency]  # older records: peak_mb was RSS
         if rec.metrics and rec.train is not None:
             items.append(item_row(rec))
     return frame(results, RESULT_COLUMNS), frame(efficiency, EFFICIENCY_COLUMNS), frame(items, ITEM_COLUMNS)
