@@ -41,7 +41,7 @@ COST_COLUMNS = [
     ("params", "Params", True),
     ("gmacs", "GMACs", True),
     ("latency_ms", "Latency (ms)", True),
-    ("peak_mb", "Peak (MB)", True),
+    ("peak_mb", "Model peak (MB)", True),  # the model's own tensor memory, never the process RSS
     ("train_s", "Train (s)", True),
 ]
 
