@@ -5,14 +5,19 @@ of a trial's record they are read from.
 
     [objectives]
     maximize = ["dice:mean"]              # scores: METRIC:REGION or METRIC:mean
-    minimize = ["params"]                 # costs, and distance scores such as hd95:liver
+    minimize = ["params", "latency_ms@onnxruntime"]   # costs, and distance scores such as hd95:liver
     constraints = ["params <= 100_000", "latency_ms <= 5"]
 
 Scores are the test-case means of a metric the pipeline computes (:data:`SCORE_METRICS`), for
 one region of the dataset (``dice:liver``, ``hd95:WT``) or the mean over its regions
 (``dice:mean``), at the model's own pruning level and, for a channel-pruned model, after
-pruning. Costs (:data:`COSTS`) are the item's efficiency figures: ``latency_ms`` and ``peak_mb``
-at the first batch size and precision of ``[measure]``, on its device. Overlap scores (Dice)
+pruning. Costs (:data:`COSTS`) are the item's efficiency figures: ``latency_ms`` (PyTorch eager) and
+``peak_mb`` (the model's own peak tensor memory, :mod:`bench.memory`) at the first batch size and
+precision of ``[measure]``, on its device, unquantized; ``latency_ms@RUNTIME`` is the latency in
+another runtime of ``[measure] runtimes`` (:data:`RUNTIME_COSTS`: ``latency_ms@compile``,
+``latency_ms@onnxruntime``, ``latency_ms@openvino``, ``latency_ms@tensorrt``). A runtime figure
+whose runtime the study does not measure, or ``latency_ms`` without ``torch`` among them, is refused
+when the study is read (one line naming the figure). Overlap scores (Dice)
 are maximised and distances minimised; the other direction is refused. A constraint holds a
 figure to a bound; Optuna counts a trial feasible when every constraint value
 (``figure - bound`` for ``<=``, ``bound - figure`` for ``>=``) is at most 0.
@@ -33,12 +38,14 @@ from __future__ import annotations
 import inspect
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from lfubench.bench.evaluate import evaluate_cases
 from lfubench.bench.metrics import DISTANCE_METRICS, OVERLAP_METRICS
+from lfubench.bench.runtimes import RUNTIMES
 
 from .schema import MeasureSpec, read_section
 
@@ -49,10 +56,23 @@ SCORE_METRICS = tuple(inspect.signature(evaluate_cases).parameters["metrics"].de
 COSTS = {
     "params": "parameters of the final model",
     "gmacs": "GMACs of one forward pass at the dataset's input size",
-    "latency_ms": "median latency at [measure]'s first batch size and precision",
-    "peak_mb": "peak memory at [measure]'s first batch size and precision",
+    "latency_ms": "median latency in PyTorch eager at [measure]'s first batch size and precision",
+    "peak_mb": "the model's own peak tensor memory (model_peak_mb) at [measure]'s first batch size and "
+               "precision",
     "train_seconds": "training seconds",
 }
+
+#: the runtime of a plain cost figure (``latency_ms``), and what joins a figure to another runtime
+EAGER, AT = "torch", "@"
+
+#: the latency in each runtime but PyTorch eager (plain ``latency_ms``), each minimised
+RUNTIME_COSTS = {f"latency_ms{AT}{r}": f"median latency in {r} at [measure]'s first batch size and precision"
+                 for r in RUNTIMES if r != EAGER}
+
+
+def runtime_of(name: str) -> str:
+    """The runtime a cost figure is read in: ``X`` for ``latency_ms@X``, else PyTorch eager's."""
+    return name.partition(AT)[2] or EAGER
 
 MAXIMIZE, MINIMIZE = "maximize", "minimize"
 
@@ -64,14 +84,15 @@ class ObjectivesSpec:
     maximize: list[str] = field(default_factory=list, metadata={
         "doc": "scores to maximise: dice:REGION, dice:mean"})
     minimize: list[str] = field(default_factory=list, metadata={
-        "doc": "costs (params, gmacs, latency_ms, peak_mb, train_seconds) and distances (hd95:REGION)"})
+        "doc": "costs (params, gmacs, latency_ms, peak_mb, train_seconds; latency_ms@RUNTIME for a runtime "
+               "of [measure] runtimes other than torch) and distances (hd95:REGION)"})
     constraints: list[str] = field(default_factory=list, metadata={
         "doc": "'FIGURE <= BOUND' or 'FIGURE >= BOUND', FIGURE an objective name"})
 
 
 def direction_of(name: str) -> str | None:
     """The one direction a figure may be optimised in (None for an unknown name)."""
-    if name in COSTS:
+    if name in COSTS or name in RUNTIME_COSTS:
         return MINIMIZE
     metric = name.split(":", 1)[0]
     if metric in OVERLAP_METRICS:
@@ -115,12 +136,34 @@ class Objectives:
                 "constraints": [c.text for c in self.constraints]}
 
 
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w:]*)\s*(<=|>=)\s*([-+0-9_.eE]+)\s*$")
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w:@]*)\s*(<=|>=)\s*([-+0-9_.eE]+)\s*$")
 
 
-def _name_problem(name: str, regions: tuple[str, ...]) -> str | None:
+def _runtime_problem(name: str, runtimes: Sequence[str] | None) -> str | None:
+    """Why a latency figure cannot be read from a study measuring ``runtimes`` (None: it can, or
+    the runtimes are not known)."""
+    runtime = runtime_of(name)
+    if runtimes is None or runtime in runtimes:
+        return None
+    where = "" if runtime != EAGER else " (plain latency_ms is PyTorch eager's; name another runtime as " \
+                                         "latency_ms@RUNTIME)"
+    return (f"{name!r}: runtime {runtime!r} is not measured{where}; [measure] runtimes = "
+            f"{list(runtimes)}; add {runtime!r} there")
+
+
+def _name_problem(name: str, regions: tuple[str, ...], runtimes: Sequence[str] | None = None) -> str | None:
+    if name == "latency_ms" or name in RUNTIME_COSTS:
+        return _runtime_problem(name, runtimes)
     if name in COSTS:
         return None
+    if AT in name:
+        figure, _, runtime = name.partition(AT)
+        if figure != "latency_ms":
+            return f"{name!r}: only latency_ms is read per runtime (latency_ms@RUNTIME)"
+        if runtime == EAGER:
+            return f"{name!r}: PyTorch eager's latency is plain 'latency_ms'"
+        return (f"{name!r}: {runtime!r} is not a runtime; latency_ms@RUNTIME with RUNTIME in "
+                f"{', '.join(r for r in RUNTIMES if r != EAGER)}")
     metric, sep, region = name.partition(":")
     if not sep:
         return (f"{name!r} is not a figure; costs: {', '.join(COSTS)}; scores: METRIC:REGION with METRIC in "
@@ -134,8 +177,10 @@ def _name_problem(name: str, regions: tuple[str, ...]) -> str | None:
     return None
 
 
-def read_objectives(raw, where: str, regions: tuple[str, ...], problems: list[str]) -> Objectives | None:
-    """``[objectives]`` read and checked against the dataset's ``regions``; one line per problem."""
+def read_objectives(raw, where: str, regions: tuple[str, ...], problems: list[str],
+                    runtimes: Sequence[str] | None = None) -> Objectives | None:
+    """``[objectives]`` read and checked against the dataset's ``regions`` and the study's
+    ``[measure] runtimes`` (None: not checked); one line per problem."""
     at = f"{where}: [objectives]"
     spec = read_section(ObjectivesSpec, raw if raw is not None else {}, at, problems)
     if spec is None:
@@ -144,7 +189,7 @@ def read_objectives(raw, where: str, regions: tuple[str, ...], problems: list[st
     names, directions = [], []
     for direction, listed in ((MAXIMIZE, spec.maximize), (MINIMIZE, spec.minimize)):
         for name in listed:
-            bad = _name_problem(name, regions)
+            bad = _name_problem(name, regions, runtimes)
             if bad:
                 problems.append(f"{at} {direction}: {bad}")
             elif direction_of(name) != direction:
@@ -170,7 +215,7 @@ def read_objectives(raw, where: str, regions: tuple[str, ...], problems: list[st
             problems.append(f"{at} constraints: {text!r} must look like 'FIGURE <= NUMBER' or "
                             "'FIGURE >= NUMBER' (e.g. 'params <= 100_000')")
             continue
-        bad = _name_problem(m.group(1), regions)
+        bad = _name_problem(m.group(1), regions, runtimes)
         if bad:
             problems.append(f"{at} constraints: {bad}")
             continue
@@ -196,6 +241,21 @@ def _final(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["level"] == top]
 
 
+def _cost_row(rows: list[dict], name: str, measure: MeasureSpec) -> dict:
+    """The unquantized efficiency row a cost figure is read from: its runtime's for a latency
+    (rows recorded before runtimes were are PyTorch eager's), PyTorch eager's, else the first, for
+    the others (parameters, MACs and the model's memory are the same in every runtime)."""
+    rows = [r for r in rows if (r.get("quantize") or "none") == "none"]
+    runtime = runtime_of(name)
+    mine = [r for r in rows if (r.get("runtime") or EAGER) == runtime]
+    if not mine and not name.startswith("latency_ms"):
+        mine = rows
+    if not mine:
+        raise FigureError(f"{name}: no efficiency figures in {runtime} at batch {measure.batch_sizes[0]}, "
+                          f"{measure.precision[0]}")
+    return mine[0]
+
+
 def record_figures(record: dict, names: list[str], measure: MeasureSpec) -> dict[str, float]:
     """The figures ``names`` of one item's record (as :func:`studies.pipeline.run_item`
     returns it); a figure that is missing or not finite raises :class:`FigureError`."""
@@ -206,14 +266,11 @@ def record_figures(record: dict, names: list[str], measure: MeasureSpec) -> dict
     for name in names:
         if name == "train_seconds":
             value = record["train"]["seconds"]
-        elif name in COSTS:
-            if not efficiency:
-                raise FigureError(f"{name}: no efficiency figures at batch {measure.batch_sizes[0]}, "
-                                  f"{measure.precision[0]}")
-            eff = efficiency[0]
-            if name in ("latency_ms", "peak_mb") and eff["status"] != "ok":
+        elif name in COSTS or name in RUNTIME_COSTS:
+            eff = _cost_row(efficiency, name, measure)
+            if name not in ("params", "gmacs") and eff["status"] != "ok":
                 raise FigureError(f"{name}: not measured ({eff['status']})")
-            value = eff[name]
+            value = eff[name.partition(AT)[0]]
         else:
             metric, _, region = name.partition(":")
             by_region: dict[str, list[float]] = {}  # every region scored, with its finite values

@@ -240,7 +240,8 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> SweepStudy:
     if space is not None and len(datasets) == 1:
         check_space(space, datasets[0], where, problems)
     regions = get_dataset(datasets[0].kind).regions if datasets else ()
-    objectives = read_objectives(raw.get("objectives"), where, regions, problems)
+    objectives = read_objectives(raw.get("objectives"), where, regions, problems,
+                                 measure.runtimes if measure is not None else None)
     sampler = read_section(SamplerSpec, raw.get("sampler", {}), f"{where}: [sampler]", problems)
     if sampler and objectives:
         if sampler.name is None:
