@@ -8,9 +8,18 @@ smaller model of the same family (:mod:`models.pruning`).
 """
 
 from . import lfunet, unet, unet3p, unetpp  # noqa: F401  (registers the models)
-from ._registry import SOURCES, create_model, list_models, model_source, register_model
+from ._registry import (
+    SOURCES,
+    check_forward,
+    create_model,
+    is_reference,
+    list_models,
+    model_arguments,
+    model_source,
+    register_model,
+)
 from .blocks import SegmentationNet
-from .errors import ModelConfigError, UnknownModelError
+from .errors import ModelConfigError, UnknownModelError, UserModelError
 from .pruning import prune_channels, zero_removed
 
 __all__ = [
@@ -18,8 +27,12 @@ __all__ = [
     "SOURCES",
     "SegmentationNet",
     "UnknownModelError",
+    "UserModelError",
+    "check_forward",
     "create_model",
+    "is_reference",
     "list_models",
+    "model_arguments",
     "model_source",
     "prune_channels",
     "register_model",

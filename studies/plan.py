@@ -175,30 +175,46 @@ def _in_out(dataset: DatasetSpec) -> dict:
 def check_model(spec: ModelSpec, datasets: list[DatasetSpec], cache: dict | None = None) -> str | None:
     """What stops ``spec`` from running on ``datasets``, or None: the model is built once per
     dataset it will meet, its pruning levels checked and, where it is channel-pruned, a trial
-    prune run (``bn`` importance needs batch norm after every pruned convolution). Plans check
-    each model with it; sweeps every model their space can draw (:mod:`studies.sweepfile`).
+    prune run (``bn`` importance needs batch norm after every pruned convolution). A user's model
+    (``package.module:callable``, an entry-point model) is also given one dry forward at the
+    dataset's input size (:func:`models.check_forward`), and ``prune_level`` or ``levels`` are
+    refused for it unless it has pruning levels (``prune_level`` and ``load_from_full``). Its
+    problems name the entry's ``name``. Plans check each model with it; sweeps every model their
+    space can draw (:mod:`studies.sweepfile`).
 
     ``cache`` (a dict kept by the caller) holds each configuration's build and trial prune, so
     models that differ only in settings that do not change them are built once."""
     cache = {} if cache is None else cache
-    if spec.name not in models.list_models():
+    user = models.is_reference(spec.name) or (spec.name in models.list_models()
+                                              and models.model_source(spec.name) == "user")
+    if not user and spec.name not in models.list_models():
         close = difflib.get_close_matches(str(spec.name), models.list_models(), n=3)
         return f"model {spec.name!r} is not registered" + (f" (close matches: {', '.join(close)})"
-                                                           if close else "")
+                                                           if close else "") \
+            + "; a model of your own: name = \"package.module:callable\""
     for key in MODEL_SET:
         if key in spec.kwargs:
             return f"key {key!r} is not a plan setting here: {MODEL_SET[key]}"
     for dataset in {d.dataset: d for d in datasets}.values():
-        kwargs = {**_in_out(dataset), **spec.kwargs}
+        io = _in_out(dataset)
+        kwargs = {**io, **spec.kwargs}
         key = repr((spec.name, sorted(kwargs.items())))
         if key not in cache:
-            try:
-                cache[key] = models.create_model(spec.name, **kwargs)
-            except models.ModelConfigError as err:
-                cache[key] = str(err)
+            cache[key] = _build(spec.name, kwargs, user)
         model = cache[key]
         if isinstance(model, str):
             return model
+        if user:
+            if (key, dataset.size) not in cache:
+                try:
+                    models.check_forward(model, (io["in_channels"], dataset.size, dataset.size))
+                    cache[key, dataset.size] = None
+                except models.UserModelError as err:
+                    cache[key, dataset.size] = f"name {spec.name!r}: {err.detail}"
+            if cache[key, dataset.size] is not None:
+                return cache[key, dataset.size]
+            if problem := _levels_problem(spec, model):
+                return problem
         top = getattr(model, "prune_level", None)
         if spec.levels and (top is None or not getattr(model, "deep_supervision", False)):
             return "'levels' needs a deep-supervision model with pruning levels"
@@ -216,6 +232,39 @@ def check_model(spec: ModelSpec, datasets: list[DatasetSpec], cache: dict | None
                     cache[key, pruning] = str(err)
             if cache[key, pruning] is not None:
                 return cache[key, pruning]
+    return None
+
+
+def _build(name: str, kwargs: dict, user: bool):
+    """The model ``name`` built with ``kwargs``, or the line that says why it cannot be: for a
+    user's model ``name '...': ...`` (a ``prune_level`` its callable does not take is refused as
+    a model without pruning levels)."""
+    if user and "prune_level" in kwargs:
+        try:
+            takes = models.model_arguments(name)
+        except models.UserModelError as err:
+            return f"name {name!r}: {err.detail}"
+        if takes is not None and "prune_level" not in takes:
+            return (f"name {name!r}: prune_level needs a model with pruning levels, and {name!r} has none "
+                    f"(its arguments: {', '.join(takes)})")
+    try:
+        return models.create_model(name, **kwargs)
+    except models.UserModelError as err:
+        return f"name {name!r}: {err.detail}"
+    except models.ModelConfigError as err:
+        return str(err)
+
+
+def _levels_problem(spec: ModelSpec, model) -> str | None:
+    """Why a user's ``model`` cannot take the entry's ``prune_level`` or ``levels``: it has no
+    pruning levels (an integer ``prune_level`` and ``load_from_full``, as the zoo's have)."""
+    asked = [k for k, v in (("prune_level", "prune_level" in spec.kwargs), ("levels", spec.levels)) if v]
+    has_levels = isinstance(getattr(model, "prune_level", None), int) and callable(
+        getattr(model, "load_from_full", None))
+    if asked and not has_levels:
+        verb = "needs" if len(asked) == 1 else "need"
+        return (f"name {spec.name!r}: {' and '.join(asked)} {verb} a model with pruning levels (an integer "
+                "prune_level and load_from_full), and it has none")
     return None
 
 
