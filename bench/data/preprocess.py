@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..datasets import DATASETS, get_dataset
+from ..datasets import DATASETS, FOLDERS, get_dataset
 from ..datasets.base import Slab
 from ..errors import OptionError
 from .reader import CaseData
@@ -45,9 +45,9 @@ class PreprocessConfig:
     context: int = 3
 
     def __post_init__(self) -> None:
-        if self.kind not in DATASETS:
+        if self.kind not in DATASETS and self.kind not in FOLDERS:  # a folder's own dataset (nnunet)
             raise OptionError(f"unknown dataset {self.kind!r}; choose one of {', '.join(DATASETS)}")
-        dataset = DATASETS[self.kind]
+        dataset = get_dataset(self.kind)
         if self.size is None:
             object.__setattr__(self, "size", dataset.default_size)
         if self.size < 16 or self.size % 16:

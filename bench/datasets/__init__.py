@@ -54,12 +54,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 from ..errors import OptionError
 from .base import Case, Dataset, Layout, PhantomCase, Problem, Slab
 
-__all__ = ["DATASETS", "KINDS", "PHANTOM_PREFIX", "Case", "Dataset", "Layout", "PhantomCase", "Problem",
-           "Slab", "get_dataset", "register_dataset", "unregister_dataset"]
+__all__ = ["DATASETS", "FOLDERS", "KINDS", "PHANTOM_PREFIX", "Case", "Dataset", "Layout", "PhantomCase",
+           "Problem", "Slab", "dataset_for", "get_dataset", "register_dataset", "register_folder_dataset",
+           "unregister_dataset"]
 
 #: kind -> dataset, in listing order (:attr:`Dataset.order`)
 DATASETS: dict[str, Dataset] = {}
@@ -95,11 +97,47 @@ def _reorder() -> None:
 
 
 def get_dataset(kind: str) -> Dataset:
-    """The dataset of ``kind`` (or of a plan kind such as ``phantom-lits``)."""
+    """The dataset of ``kind`` (or of a plan kind such as ``phantom-lits``, or a folder's own kind in
+    :data:`FOLDERS`)."""
     key = KINDS.get(kind, kind)
+    if key in FOLDERS:
+        return FOLDERS[key]
     if key not in DATASETS:
         raise OptionError(f"unknown dataset {kind!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[key]
+
+
+#: a folder's own datasets (:meth:`Dataset.for_root`), by their kinds; not listed among the kinds
+FOLDERS: dict[str, Dataset] = {}
+
+
+def register_folder_dataset(dataset: Dataset) -> Dataset:
+    """Add a folder's own dataset to :data:`FOLDERS` (replacing one of the same kind); return it."""
+    FOLDERS[dataset.kind] = dataset
+    return dataset
+
+
+def dataset_for(kind: str, root: str | Path | None = None) -> Dataset:
+    """The dataset of the plan kind ``kind`` whose cases are in ``root``.
+
+    For most kinds, the table's entry. A dataset whose facts the folder holds (``nnunet``: its
+    ``dataset.json``) gives a dataset of the folder's own (:meth:`Dataset.for_root`), registered in
+    :data:`FOLDERS` under its own kind, so that everything keyed by a kind (cases, the cache, the
+    evaluation) finds it; phantom kinds and ``root=None`` give the table's entry.
+
+    Raises:
+        OptionError: unknown kind, or the folder's description cannot be read (one line per problem).
+    """
+    dataset = get_dataset(kind)
+    if root is None or kind.startswith(PHANTOM_PREFIX):
+        return dataset
+    own = dataset.for_root(Path(root))
+    if own is dataset:
+        return dataset
+    known = FOLDERS.get(own.kind)
+    if known is not None and getattr(known, "description", None) == getattr(own, "description", None):
+        return known  # read again, unchanged: keep the one already in use (and what it computed)
+    return register_folder_dataset(own)
 
 
 

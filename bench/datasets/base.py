@@ -227,6 +227,13 @@ class Dataset(abc.ABC):
     #: the files a root should hold, for the message when no case is found
     expected_files: ClassVar[str] = "its files"
 
+    def for_root(self, root: Path) -> Dataset:
+        """The dataset of the folder ``root``: this one, whose facts are fixed; a dataset whose facts
+        the folder holds (``nnunet``: ``dataset.json``) returns one of the folder's own, with a kind of
+        its own (:func:`bench.datasets.dataset_for` registers it). Raises
+        :class:`~bench.errors.OptionError` (one line per problem) when the folder cannot say."""
+        return self
+
     def role_name(self, role: str) -> str:
         """How a message names the file of ``role`` (a channel or ``"label"``)."""
         if role == "label":

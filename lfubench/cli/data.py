@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from lfubench.bench.datasets import DATASETS
+from lfubench.bench.datasets import DATASETS, dataset_for
 from lfubench.bench.errors import LfubenchError
 from lfubench.reports.text import format_rows
 
@@ -29,7 +29,8 @@ def _layouts(dataset) -> str:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="write phantoms, verify a dataset folder, prepare the slice cache",
-                       description="Datasets: LiTS 2017 / MSD Task03_Liver and BraTS 2018-2023 layouts.")
+                       description="Datasets: LiTS 2017 / MSD Task03_Liver, BraTS 2018-2023 layouts, and any "
+                       "dataset in nnU-Net v2's raw layout (nnunet: dataset.json, imagesTr, labelsTr).")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     ph = data_sub.add_parser("phantom", help="write a synthetic data set in the real layout",
@@ -135,11 +136,11 @@ def run_prepare(args: argparse.Namespace) -> int:
     cases, problems = find_cases(args.dataset, args.root)
     if not cases:
         raise LfubenchError(f"{args.root}: {problems[0].message}" if problems else f"{args.root}: no cases")
-    config = PreprocessConfig(args.dataset, size=args.size, context=args.context)  # options checked first
+    kind = dataset_for(args.dataset, args.root).kind  # nnunet: the folder's own, from its dataset.json
+    config = PreprocessConfig(kind, size=args.size, context=args.context)  # options checked first
     splits = make_splits([c.case_id for c in cases], seed=args.seed, test_fraction=args.test_fraction,
                          folds=args.folds, groups={c.case_id: c.group for c in cases})
-    path = prepare_cache(args.dataset, args.root, args.out, config, force=args.force, progress=True,
-                         jobs=args.jobs)
+    path = prepare_cache(kind, args.root, args.out, config, force=args.force, progress=True, jobs=args.jobs)
     cache = open_cache(path)
     split_path = write_splits(path, splits)
     print(f"cache: {path}")
