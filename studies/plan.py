@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lfubench import models
-from lfubench.bench.datasets import get_dataset
+from lfubench.bench.datasets import dataset_for, get_dataset
+from lfubench.bench.errors import LfubenchError
 from lfubench.bench.runtimes import RuntimeUnavailable, check_runtimes
 from lfubench.bench.train import TrainConfig
 
@@ -168,7 +169,7 @@ def apply_overrides(raw: dict, overrides: Sequence[str],
 
 
 def _in_out(dataset: DatasetSpec) -> dict:
-    info = get_dataset(dataset.kind)
+    info = get_dataset(dataset.dataset)
     return {"in_channels": info.in_channels, "num_classes": info.num_classes}
 
 
@@ -364,6 +365,12 @@ def read_run_sections(raw: dict, where: str, base: Path, problems: list[str]
                 resolve_root(spec, base)
                 if not Path(spec.root).is_dir():
                     problems.append(f"{at}: root folder {spec.root} does not exist")
+                else:  # a folder that describes itself (nnunet: dataset.json) is read now
+                    try:
+                        dataset_for(spec.kind, spec.root)
+                    except LfubenchError as err:
+                        problems += [f"{at}: {line}" for line in str(err).splitlines()]
+                        continue
         datasets.append(spec)
     return train, measure, datasets
 

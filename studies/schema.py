@@ -27,7 +27,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lfubench.bench.datasets import KINDS, PHANTOM_PREFIX, get_dataset
+from lfubench.bench.datasets import KINDS, PHANTOM_PREFIX, dataset_for, get_dataset
 from lfubench.bench.errors import LfubenchError
 from lfubench.bench.latency import PRECISIONS, Timing
 from lfubench.bench.metrics import EMPTY_CONVENTIONS
@@ -119,8 +119,12 @@ class DatasetSpec:
 
     @property
     def dataset(self) -> str:
-        """``"lits"`` or ``"brats"``: the key of :data:`bench.datasets.DATASETS`."""
-        return KINDS[self.kind]
+        """The dataset's kind: ``"lits"``, ``"brats"`` (the keys of :data:`bench.datasets.DATASETS`),
+        or for a folder that describes itself (``nnunet``: its ``dataset.json``) the folder's own kind
+        (:func:`bench.datasets.dataset_for`, which registers it)."""
+        if self.phantom or not self.root:
+            return KINDS[self.kind]
+        return dataset_for(self.kind, self.root).kind
 
     @property
     def phantom(self) -> bool:
