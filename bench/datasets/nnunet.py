@@ -198,7 +198,7 @@ def _labels_of(raw, order, problems: list[Problem]):
     elif any(0 in m for n, m in members.items() if n != "background"):
         problems.append(_problem("labels: 0 is the background; no other label or region may hold it"))
     values = tuple(sorted({v for m in members.values() for v in m}))
-    if values and values != tuple(range(len(values))):
+    if len(problems) == before and values != tuple(range(len(values))):
         problems.append(_problem(f"labels: the values must be consecutive 0, 1, 2, ... (nnU-Net's rule), got "
                                  f"{', '.join(map(str, values))}"))
     regions = {n: m for n, m in members.items() if n != "background"}
@@ -260,7 +260,7 @@ class NnUNet(Dataset):
     default_size = 256
     empty = "diagonal"
     slice_context = False
-    phantom_about = "prostate-like MRI, nnU-Net raw layout"
+    phantom_about = "prostate-like MRI in nnU-Net's raw layout"
     expected_files = f"{DATASET_JSON}, {IMAGES}/CASE_0000.nii.gz, {LABELS}/CASE.nii.gz"
 
     def __init__(self, description: Description | None = None, root: Path | None = None) -> None:

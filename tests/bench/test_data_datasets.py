@@ -84,11 +84,12 @@ def test_cache_names_are_unchanged():
 
 
 def test_one_table_of_datasets_and_plan_kinds():
-    assert list(DATASETS) == ["lits", "brats"]
-    assert KINDS == {"phantom-lits": "lits", "phantom-brats": "brats", "lits": "lits", "brats": "brats"}
+    assert list(DATASETS) == ["lits", "brats", "nnunet"]
+    assert KINDS == {"phantom-lits": "lits", "phantom-brats": "brats", "phantom-nnunet": "nnunet",
+                     "lits": "lits", "brats": "brats", "nnunet": "nnunet"}
     assert get_dataset("phantom-brats") is DATASETS["brats"] and get_dataset("lits").title == "LiTS 2017"
     assert [layout.name for layout in DATASETS["brats"].layouts] == ["brats2018", "brats2020", "brats2023"]
-    with pytest.raises(OptionError, match="unknown dataset 'kits'; choose one of lits, brats"):
+    with pytest.raises(OptionError, match="unknown dataset 'kits'; choose one of lits, brats, nnunet"):
         get_dataset("kits")
     with pytest.raises(OptionError, match="unknown brats layout 'brats_legacy'; choose one of brats2018, "):
         DATASETS["brats"].layout("brats_legacy")
@@ -244,7 +245,7 @@ def test_cli_help_lists_every_dataset_and_layout_from_the_table(capsys):
     with pytest.raises(SystemExit):
         main(["data", "phantom", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "{lits,brats}" in text
+    assert "{lits,brats,nnunet}" in text
     assert ("lits: lits (default, Training Batch 1/2) or msd (Task03_Liver); brats: brats2018 (default, "
             "HGG/LGG), brats2020 (flat) or brats2023 (-t2f ... -seg)") in text
     assert ".nii for lits, brats2020" in text
@@ -258,9 +259,9 @@ def test_a_module_file_in_the_package_folder_is_registered(tmp_path, monkeypatch
     monkeypatch.setattr(datasets, "__path__", [*datasets.__path__, str(tmp_path)])
     try:
         datasets._register_modules()
-        assert list(DATASETS) == ["lits", "brats", "toy"] and KINDS["phantom-toy"] == "toy"
+        assert list(DATASETS) == ["lits", "brats", "nnunet", "toy"] and KINDS["phantom-toy"] == "toy"
         assert PreprocessConfig("toy").size == 16
     finally:
         unregister_dataset("toy")
         sys.modules.pop(f"{datasets.__name__}.toyset", None)
-    assert list(DATASETS) == ["lits", "brats"]
+    assert list(DATASETS) == ["lits", "brats", "nnunet"]
