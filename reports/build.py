@@ -17,12 +17,25 @@ from pathlib import Path
 import pandas as pd
 
 from .aggregate import aggregate, mean_score, metrics, model_rows, series
-from .captions import cost_notes, deployment_caption, figure_caption, stats_caption, table_caption
+from .captions import (
+    cost_notes,
+    deployment_caption,
+    figure_caption,
+    peak_caption,
+    stats_caption,
+    table_caption,
+)
 from .document import compile_pdf
-from .figures import write_case_plots, write_level_curves, write_prune_curves, write_width_curves
+from .figures import (
+    write_case_plots,
+    write_level_curves,
+    write_peak_figures,
+    write_prune_curves,
+    write_width_curves,
+)
 from .inputs import ReportInputs, SweepData
 from .overlays import load_models, write_overlay_figure
-from .pareto import COSTS, write_pareto_plots
+from .pareto import COSTS, EAGER, cost_label, pareto_runtime, runtime_latency, write_pareto_plots
 from .plotting import file_name
 from .sweeps import front_table, write_sweep_outputs
 from .tables import (
@@ -39,7 +52,7 @@ log = logging.getLogger(__name__)
 
 #: the width of each kind of figure on the page
 FIGURE_WIDTHS = {"pareto": "85%", "levels": "100%", "widths": "62%", "prune": "62%", "cases": "100%",
-                 "overlays": "100%"}
+                 "overlays": "100%", "peak": "100%"}
 
 
 @dataclass
@@ -87,6 +100,7 @@ class Written:
     figures: dict[str, DatasetFigures]
     sweeps: list[SweepSection]
     deployment: list[Display] = field(default_factory=list)
+    deployment_figures: list[Figure] = field(default_factory=list)
 
 
 def write_tidy(inputs: ReportInputs, out: Path) -> list[Path]:
@@ -98,17 +112,22 @@ def write_tidy(inputs: ReportInputs, out: Path) -> list[Path]:
     return [out / n for n in ("results.csv", "results.parquet", "efficiency.csv", "items.csv")]
 
 
-def _pareto(inputs: ReportInputs, part: pd.DataFrame, dataset: str, out: Path) -> list[Figure]:
-    """Mean Dice against each cost, for one dataset of the aggregate."""
+def _pareto(inputs: ReportInputs, part: pd.DataFrame, dataset: str, out: Path,
+            runtime: str = EAGER) -> list[Figure]:
+    """Mean Dice against each cost, for one dataset of the aggregate; the latency ``runtime``'s
+    (:func:`reports.pareto.pareto_runtime`)."""
     rows = model_rows(part)
     points = rows.assign(dice=mean_score(part), tag=[row_name(r) for _, r in rows.iterrows()],
                          **{c: series(part, c).astype(float) for c in COSTS})
+    if runtime != EAGER:
+        points["latency_ms"] = runtime_latency(inputs.efficiency, rows, runtime)
     notes = {dataset: cost_notes(inputs.items, dataset)}
-    paths = write_pareto_plots(points, out, notes=notes, ylabel="mean Dice (test cases, all regions)")
+    paths = write_pareto_plots(points, out, notes=notes, ylabel="mean Dice (test cases, all regions)",
+                               runtime=runtime)
     figures = []
     for path in paths:
         cost = next(c for c in COSTS if path.stem.endswith(f"_{c}"))
-        extra = f"Cost: {COSTS[cost]} (log axis). {notes[dataset]}"
+        extra = f"Cost: {cost_label(cost, runtime)} (log axis). {notes[dataset]}"
         figures.append(Figure(path, "pareto", figure_caption("pareto", dataset, extra)))
     return figures
 
@@ -136,7 +155,8 @@ def _overlays(inputs: ReportInputs, dataset: str, out: Path) -> DatasetFigures:
     return DatasetFigures([Figure(made[0], "overlays", figure_caption("overlays", dataset, extra))], lacking)
 
 
-def write_figures(inputs: ReportInputs, agg: pd.DataFrame, out: Path) -> dict[str, DatasetFigures]:
+def write_figures(inputs: ReportInputs, agg: pd.DataFrame, out: Path,
+                  runtime: str = EAGER) -> dict[str, DatasetFigures]:
     """Every figure of every dataset (PDF and PNG), by dataset."""
     figures = {}
     for dataset in inputs.datasets:
@@ -144,7 +164,7 @@ def write_figures(inputs: ReportInputs, agg: pd.DataFrame, out: Path) -> dict[st
         if part.empty:
             figures[dataset] = DatasetFigures()
             continue
-        made = _pareto(inputs, part, dataset, out)
+        made = _pareto(inputs, part, dataset, out, runtime)
         for kind, paths in (
             ("levels", write_level_curves(part, out)),
             ("widths", write_width_curves(part, inputs.widths(), out)),
@@ -183,14 +203,20 @@ def write_sweep(sweep: SweepData, out: Path) -> tuple[SweepSection, list[Path]]:
 
 
 def build_outputs(
-    inputs: ReportInputs, out_dir: str | Path, pdf: bool = True, report_name: str = "report.pdf"
+    inputs: ReportInputs, out_dir: str | Path, pdf: bool = True, report_name: str = "report.pdf",
+    runtime: str | None = None,
 ) -> dict[str, list[Path]]:
     """Write results.csv/.parquet, efficiency.csv, items.csv, table.{csv,md,tex},
     stats_<metric>.{md,tex}, deployment.{csv,md,tex} (a run with more than one runtime or
     quantization), the figures (``.pdf`` and ``.png``), each sweep's outputs and the
     report (``report_name`` and its ``.typ`` source) into ``out_dir``; return the paths by kind
-    (``results``, ``tables``, ``figures``, ``sweeps`` where there are any, ``report``)."""
+    (``results``, ``tables``, ``figures``, ``sweeps`` where there are any, ``report``).
+    ``runtime``: the runtime of the Pareto plots' latency (default and check:
+    :func:`reports.pareto.pareto_runtime`); a run that measured a share of peak in a runtime other
+    than PyTorch eager also gets ``peak_<dataset>`` figures in its deployment section."""
     from .sections import document
+
+    runtime = pareto_runtime(inputs.efficiency, runtime)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,14 +232,17 @@ def build_outputs(
         frame = deployment_frame(inputs.efficiency)
         deployment = deployment_display(frame, deployment_caption(inputs.items))
         written["tables"] += write_deployment(frame, deployment, out)
-    figures = write_figures(inputs, agg, out)
-    written["figures"] = [f.path for d in figures.values() for f in d.figures]
+    figures = write_figures(inputs, agg, out, runtime)
+    peak = [Figure(path, "peak", peak_caption(inputs.items, inputs.efficiency, dataset))
+            for dataset, path in write_peak_figures(inputs.efficiency, out).items()]
+    written["figures"] = [f.path for d in figures.values() for f in d.figures] + [f.path for f in peak]
     written["figures"] += [p.with_suffix(".png") for p in written["figures"]]
     sweeps = [write_sweep(s, out) for s in inputs.sweeps]
     if sweeps:
         written["sweeps"] = [p for _, paths in sweeps for p in paths]
     if pdf:
-        made = Written(inputs, agg, captions, stats_captions, figures, [s for s, _ in sweeps], deployment)
+        made = Written(inputs, agg, captions, stats_captions, figures, [s for s, _ in sweeps], deployment,
+                       peak)
         source = document(made)
         written["report"] = [compile_pdf(source, out / report_name, out),
                              out / Path(report_name).with_suffix(".typ")]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from .aggregate import model_rows, primary_config, series
+from .pareto import shown_config
 from .schema import CONVENTION_COLUMNS
 from .stats import ALPHA, CONFIDENCE, RESAMPLES
 from .tables import row_name
@@ -96,7 +97,25 @@ FIGURE_CAPTIONS = {
     "cases": "{d}: Dice of each test case (points, averaged over seeds) and their box (median, quartiles, "
     "whiskers to 1.5 IQR), each model at its highest level. ",
     "overlays": "{d}: test slices with image, ground truth and each model's prediction. ",
+    "peak": "{d}: left, the share of the device's peak fp32 GMAC/s each model reaches in each runtime and "
+    "quantization (achieved GMAC/s = GMACs per image x batch / median latency, mean over seeds), beside its "
+    "GMACs per image and, where recorded, its arithmetic intensity (MACs per byte moved); right, median "
+    "latency against GMACs per image (log-log), the dotted line of each runtime where latency would fall in "
+    "proportion to MACs (through its largest model): a model above its line reaches a smaller share of the "
+    "peak, so N times fewer MACs buys less than N times the speed. ",
 }
+
+
+def peak_caption(items: pd.DataFrame, efficiency: pd.DataFrame, dataset: str) -> str:
+    """The caption of the share-of-peak figure of ``dataset``: what it shows, the configuration
+    it shows (:func:`reports.pareto.shown_config`) and the dataset's latency conventions
+    (device, batch, precision, threads, input size); % of peak and the intensity as the deployment
+    table's caption (the items' ``conv_deployment``) states them."""
+    cfg = shown_config(efficiency[efficiency["dataset"] == dataset]) if len(efficiency) else None
+    shown = f"Shown: {cfg['device']}, batch {cfg['batch']}, {cfg['precision']}. " if cfg else ""
+    notes = conventions(items, dataset, ["conv_latency"])
+    return figure_caption("peak", dataset, shown + " ".join(
+        [*notes, "% of peak as the deployment table's caption defines it."]))
 
 
 def figure_caption(kind: str, dataset: str, extra: str = "") -> str:

@@ -1,6 +1,7 @@
 """The report's curves and distributions, from the aggregate of :func:`reports.tables.aggregate`
 and the tidy results: Dice against pruning level (L1-L4), against base width and against the
-channel-prune ratio (each only when the run has them), and per-case box/strip plots.
+channel-prune ratio (each only when the run has them), per-case box/strip plots, and the share of
+the device's peak each model reaches in each runtime (a run that measured more than PyTorch eager).
 
 Each writer returns the PDF paths it wrote (a PNG lies beside each), or none when the run has
 nothing to show."""
@@ -14,8 +15,10 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import mean_score, metric_regions, model_rows, series
+from .pareto import EAGER, at_shown_config
 from .plotting import family_colors, file_name, plain, plt, save_figure
-from .tables import metric_name, row_label
+from .schema import ROW_KEYS
+from .tables import metric_name, row_label, row_name
 
 
 def _dice(part: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series, pd.Series]]:
@@ -211,3 +214,101 @@ def write_case_plots(results: pd.DataFrame, agg: pd.DataFrame, out_dir: str | Pa
         fig.tight_layout()
         paths.append(save_figure(fig, Path(out_dir) / f"cases_{file_name(dataset)}"))
     return paths
+
+
+# -- share of the device's peak ------------------------------------------------------------------
+
+#: the columns of :func:`peak_frame`
+PEAK_COLUMNS = [*ROW_KEYS, "runtime", "quantize", "gmacs", "latency_ms", "gmacs_per_s", "pct_of_peak",
+                "arithmetic_intensity"]
+
+
+def peak_frame(efficiency: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset x model row x runtime x quantization at the dataset's shown configuration
+    (:func:`reports.pareto.shown_config`), ``ok`` rows with a share of peak only: GMACs per image,
+    median latency, achieved GMAC/s (GMACs x batch / median s), ``pct_of_peak`` and the
+    arithmetic intensity (MACs per byte, where the run recorded it), each the mean over seeds."""
+    eff = at_shown_config(efficiency)
+    if "pct_of_peak" not in eff:
+        return pd.DataFrame(columns=PEAK_COLUMNS)
+    eff = eff[pd.to_numeric(eff["pct_of_peak"], errors="coerce").notna()]
+    if "arithmetic_intensity" not in eff:
+        eff = eff.assign(arithmetic_intensity=np.nan)
+    eff = eff.assign(gmacs_per_s=eff["gmacs"] * eff["batch"] / (eff["latency_ms"] / 1e3))
+    numbers = ["gmacs", "latency_ms", "gmacs_per_s", "pct_of_peak", "arithmetic_intensity"]
+    eff = eff.astype({c: float for c in numbers})
+    keys = [*ROW_KEYS, "runtime", "quantize"]
+    return eff.groupby(keys, sort=False, dropna=False)[numbers].mean().reset_index()[PEAK_COLUMNS]
+
+
+def _series_name(runtime: str, quantize: str) -> str:
+    return runtime if quantize == "none" else f"{runtime} {quantize}"
+
+
+def _peak_panels(part: pd.DataFrame, dataset: str):
+    """Left: % of peak per model (bars, one per runtime and quantization); right: median latency
+    against GMACs per image (log-log), with a dotted line per runtime where latency would be
+    proportional to MACs (constant GMAC/s through its largest model)."""
+    part = part.assign(_series=[_series_name(r, q) for r, q in zip(part["runtime"], part["quantize"],
+                                                                   strict=True)])
+    per_row = part.groupby(ROW_KEYS, sort=False, dropna=False)
+    rows = pd.DataFrame({"_g": per_row["gmacs"].first(), "_ai": per_row["arithmetic_intensity"].max()})
+    rows = rows.reset_index().sort_values("_g", ascending=False).reset_index(drop=True)
+    names = list(dict.fromkeys(part["_series"]))
+    colors = {n: f"C{k}" for k, n in enumerate(names)}
+    height = max(2.8, 1.2 + 0.22 * len(rows) * (len(names) + 1))
+    fig, (left, right) = plt().subplots(1, 2, figsize=(7.4, height), gridspec_kw={"width_ratios": [1.25, 1]})
+    bar = 0.8 / len(names)
+    for j, name in enumerate(names):
+        sel = part[part["_series"] == name]
+        keyed = sel.set_index(ROW_KEYS)
+        ys, values = [], []
+        for k, r in rows.iterrows():
+            key = tuple(r[c] for c in ROW_KEYS)
+            if key in keyed.index:
+                ys.append(k - 0.4 + bar * (j + 0.5))
+                values.append(float(keyed.loc[key, "pct_of_peak"]))
+        left.barh(ys, values, height=bar * 0.92, color=colors[name], label=plain(name))
+        pts = sel.sort_values("gmacs")
+        right.plot(pts["gmacs"], pts["latency_ms"], "o", ms=4, color=colors[name], label=plain(name))
+        if len(pts):
+            top = pts.iloc[-1]
+            xs = np.array([pts["gmacs"].min(), top["gmacs"]])
+            right.plot(xs, top["latency_ms"] * xs / top["gmacs"], ":", lw=0.9, color=colors[name])
+    ticks = [plain(f"{row_name(r)}\n{r['_g']:.3g} GMACs"
+                   + (f", {r['_ai']:.3g} MAC/B" if pd.notna(r["_ai"]) else "")) for _, r in rows.iterrows()]
+    left.set_yticks(range(len(rows)))
+    left.set_yticklabels(ticks, fontsize=6.5)
+    left.invert_yaxis()
+    left.set_xlabel("% of the device's peak fp32 GMAC/s")
+    left.grid(True, axis="x", alpha=0.3)
+    right.set_xscale("log")
+    right.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for axis in (right.xaxis, right.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    right.margins(x=0.15, y=0.15)
+    right.set_xlabel("GMACs per image")
+    right.set_ylabel("median latency (ms)")
+    right.set_title("dotted: latency proportional to MACs", fontsize=7)
+    right.grid(True, which="both", alpha=0.3)
+    fig.suptitle(plain(f"{dataset}: share of the device's peak per model and runtime"), fontsize=9)
+    fig.legend(*left.get_legend_handles_labels(), loc="lower center", ncol=min(4, len(names)), fontsize=7,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(names) - 1) // 4), 1, 1))
+    return fig
+
+
+def write_peak_figures(efficiency: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
+    """Per dataset whose run measured a share of peak in a runtime other than PyTorch eager:
+    ``peak_<dataset>.pdf`` (and ``.png``) of :func:`peak_frame`'s rows; dataset -> PDF path."""
+    paths = {}
+    for dataset, part in peak_frame(efficiency).groupby("dataset", sort=False):
+        if (part["runtime"] != EAGER).any():
+            fig = _peak_panels(part, dataset)
+            paths[dataset] = save_figure(fig, Path(out_dir) / f"peak_{file_name(dataset)}")
+    return paths
+

@@ -174,6 +174,8 @@ def deployment_section(doc: Doc, made: Written) -> None:
     doc.heading("Deployment")
     for disp in made.deployment:
         doc.table(disp, size=7)
+    for fig in made.deployment_figures:  # the share of the device's peak per model and runtime
+        doc.figure(fig.path.name, fig.caption, width=fig.width)
 
 
 def sweeps_section(doc: Doc, made: Written) -> None:

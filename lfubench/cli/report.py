@@ -79,6 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the model label the significance tests compare against (default: the first model of the plan)",
     )
     p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (default 0)")
+    p.add_argument(
+        "--runtime",
+        metavar="RUNTIME",
+        help="the runtime whose latency the Pareto plots show, one the runs measured unquantized "
+        "(default: the first measured other than PyTorch eager, torch; else torch)",
+    )
     p.add_argument("--no-pdf", action="store_true", help="tables and figures only")
     p.set_defaults(func=run)
 
@@ -285,14 +291,16 @@ def write_report(
     seed: int = 0,
     pdf: bool = True,
     report_name: str = "report.pdf",
+    runtime: str | None = None,
 ) -> dict[str, list[Path]]:
-    """Gather ``runs`` and write every output into ``out`` (see :func:`reports.build.build_outputs`)."""
+    """Gather ``runs`` and write every output into ``out`` (see :func:`reports.build.build_outputs`;
+    ``runtime``: the Pareto plots' latency, :func:`reports.pareto.pareto_runtime`)."""
     from lfubench.reports.build import build_outputs
     from lfubench.reports.schema import ReportInputError
 
     inputs = report_inputs(runs, title, reference=reference, seed=seed)
     try:
-        return build_outputs(inputs, out, pdf=pdf, report_name=report_name)
+        return build_outputs(inputs, out, pdf=pdf, report_name=report_name, runtime=runtime)
     except ReportInputError as err:
         raise LfubenchError(str(err)) from None
 
@@ -324,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
     output = _output(args, runs)
     names = list(dict.fromkeys(r.spec.name if r.spec is not None else r.source for r in runs))
     written = write_report(output.parent, runs, f"lfubench: {', '.join(names)}", reference=args.reference,
-                           seed=args.seed, pdf=not args.no_pdf, report_name=output.name)
+                           seed=args.seed, pdf=not args.no_pdf, report_name=output.name, runtime=args.runtime)
     n = sum(len(v) for v in written.values())
     print(f"wrote {n} files to {output.parent}" + (f"; report: {output}" if not args.no_pdf else ""))
     return 0
