@@ -12,7 +12,14 @@ kind        in channels  classes  scored regions   internal labels         size 
 ``lits``    3 (2.5D)     3        liver, tumor     0 bg, 1 liver, 2 tumor  256    ``diagonal``
 ``brats``   4 (MRI)      4        WT, TC, ET       0, 1 NCR/NET, 2 ED,     192    ``brats``
                                                    3 ET
+``nnunet``  its          its      its labels and   its files' values       256    ``diagonal``
+            channels     labels   regions
 ==========  ===========  =======  ===============  ======================  =====  =====================
+
+``nnunet`` is any folder in nnU-Net v2's raw layout: its row is the folder's ``dataset.json``
+(:meth:`Dataset.for_root`; :func:`dataset_for` registers the folder's own dataset in :data:`FOLDERS`
+under a kind of its own, ``nnunet-<folder>-<hash>``); the table's ``nnunet`` entry holds its
+phantom's facts (channels T2, ADC; regions whole, PZ, TZ).
 
 ``size`` is the default in-plane network input (LiTS: resize target; BraTS: crop/pad size).
 The empty-mask rules are those of :mod:`bench.metrics`: ``brats`` is the BraTS challenge's
@@ -24,7 +31,8 @@ Glossary (one name per concept):
 
 - **dataset**: one of the datasets lfubench knows, a :class:`Dataset` object in :data:`DATASETS`
   (:func:`get_dataset`).
-- **kind**: a dataset's key, the name of its module: ``lits``, ``brats`` (:attr:`Dataset.kind`,
+- **kind**: a dataset's key, the name of its module: ``lits``, ``brats``, ``nnunet``, or a folder's
+  own (``nnunet-Dataset005_Prostate-1a2b3c``) (:attr:`Dataset.kind`,
   :attr:`Case.kind <bench.datasets.base.Case>`, ``kind`` arguments of :mod:`bench.data`; the
   slice cache's ``meta.json`` stores it as ``config.dataset``, the key it has always had).
 - **plan kind**: the ``kind`` of a plan's ``[[datasets]]`` entry (``DatasetSpec.kind``): a dataset
@@ -33,7 +41,7 @@ Glossary (one name per concept):
 - **name**: a plan dataset entry's own label, used in item ids and tables (``DatasetSpec.name``);
   it may be anything, ``lits2017-full`` as well as ``lits``.
 - **layout**: one official arrangement of a dataset's files (:class:`Layout`): ``lits``, ``msd``
-  (LiTS); ``brats2018``, ``brats2020``, ``brats2023`` (BraTS). One spelling for the cases found
+  (LiTS); ``brats2018``, ``brats2020``, ``brats2023`` (BraTS); ``nnunet``. One spelling for the cases found
   (``Case.layout``) and the phantoms written (``lfubench data phantom --layout``).
 - **channel**: one image file of a case (``ct``; ``flair``, ``t1``, ``t1ce``, ``t2``); a **role**
   is a channel or ``label``.
@@ -41,7 +49,7 @@ Glossary (one name per concept):
   names how :func:`bench.metrics.split_labels` makes them from internal labels.
 
 Modules: ``base`` (the interface, :class:`Dataset`, and :class:`Layout`, :class:`Case`), one module
-per dataset (``lits``, ``brats``), and what they share: ``synth`` (phantom building blocks: smooth
+per dataset (``lits``, ``brats``, ``nnunet``), and what they share: ``synth`` (phantom building blocks: smooth
 random fields, geometry, slabs, NIfTI writing) and ``ops`` (resizing, cropping, pasting back).
 This package imports nothing of :mod:`bench.data`, which builds on it.
 
