@@ -115,3 +115,22 @@ ENERGY = (
     "energy of the GPU board on CUDA, RAPL package counters (whole socket, other processes included) on "
     "the CPU; empty where no counter can be read (energy_note says why), never estimated from a TDP"
 )
+
+
+def tuning(search: dict[str, list], trial_budget: str, kept: bool) -> str:
+    """The sentence for a plan's ``[tune]`` search (:mod:`studies.tune`): ``search`` maps each
+    searched setting to its values, ``trial_budget`` is one trial's budget in words, ``kept``
+    whether the winning trial is the delivered model (trial budget = training budget)."""
+    grid = " x ".join(f"{k} {{{', '.join(f'{v:g}' for v in values)}}}" for k, values in search.items())
+    trials = 1
+    for values in search.values():
+        trials *= len(values)
+    delivered = ("the winning trial is the delivered model (its budget is the training budget)" if kept
+                 else "the delivered model is trained afresh with the chosen values at the training budget")
+    plural = "s" if trials != 1 else ""
+    return (f"tuning: every model searched the same grid, {grid} ({trials} trial{plural}), "
+            f"each trial {trial_budget} from the item's same initial weights, the other training settings "
+            "unchanged; the values chosen are those of the trial with the best validation Dice (pooled Dice "
+            "over the validation cases of the first cross-validation fold of the non-test cases, at the "
+            f"trial's best validation), never a test case; ties go to the first in grid order; {delivered}; "
+            "a trial whose loss diverged loses")

@@ -25,6 +25,12 @@ While case k+1 is being predicted, case k's reference is read and its metrics co
 background thread (numpy and scipy release the GIL in their heavy parts); cases are scored in
 order by one accumulator, so the rows are those of a sequential run.
 
+The model is a ``torch.nn.Module`` or a :data:`Predictor`: any function from a batch of network
+inputs to logits, such as a deployment runtime's session (``bench.runtimes.Session.run``; the int8
+models of :func:`bench.quantize.int8_predictors`). Both go through the same prediction, restoration
+and scoring; only the forward differs (a predictor gets ``float32`` NumPy inputs and ignores
+``device``, ``channels_last`` and ``precision``).
+
 Rows are JSON-able: ``{"case", "region", "metric", "value", "ref_empty", "pred_empty"}`` (NaN
 written as None; the flags say whether the reference or the prediction has no voxel of the
 region).
@@ -33,6 +39,7 @@ region).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -46,6 +53,10 @@ from .errors import OptionError
 from .latency import PRECISIONS
 from .metrics import MetricsAccumulator
 
+#: a model as a function: network inputs ``(B, C, S, S)`` (``float32`` NumPy) -> logits
+#: ``(B, classes, S, S)`` (a NumPy array or a tensor)
+Predictor = Callable[[np.ndarray], "np.ndarray | torch.Tensor"]
+
 
 def _autocast(device: torch.device, precision: str):
     """``torch.autocast`` for ``fp16``/``bf16`` on CUDA; nothing for ``fp32`` or off CUDA."""
@@ -56,10 +67,14 @@ def _autocast(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def batch_probabilities(model: nn.Module, x: np.ndarray, device: str | torch.device = "cpu",
+def batch_probabilities(model: nn.Module | Predictor, x: np.ndarray, device: str | torch.device = "cpu",
                         channels_last: bool = True, precision: str = "fp32") -> torch.Tensor:
     """Softmax probabilities ``(B, classes, S, S)`` (``float32``, on the CPU) of one batch of
-    network inputs ``x`` ``(B, C, S, S)``; ``precision`` as in :func:`evaluate_cases`."""
+    network inputs ``x`` ``(B, C, S, S)``; ``precision`` as in :func:`evaluate_cases`. A
+    :data:`Predictor` gets ``x`` as contiguous ``float32`` and the other settings are not its."""
+    if not isinstance(model, nn.Module):
+        logits = torch.as_tensor(np.asarray(model(np.ascontiguousarray(x, dtype=np.float32))))
+        return logits.float().softmax(1).cpu()
     device = torch.device(device)
     t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
     if channels_last:
@@ -99,7 +114,7 @@ def restore_geometry(probs: torch.Tensor, kind: str, info: dict) -> np.ndarray:
     return out
 
 
-def predict_labels(model: nn.Module, cache: SliceCache, case_id: str, *, batch_size: int = 16,
+def predict_labels(model: nn.Module | Predictor, cache: SliceCache, case_id: str, *, batch_size: int = 16,
                    device: str | torch.device = "cpu", channels_last: bool = True,
                    precision: str = "fp32") -> np.ndarray:
     """The predicted label map ``(Z, Y, X)`` (``uint8``) of one cached case on its original grid.
@@ -111,7 +126,8 @@ def predict_labels(model: nn.Module, cache: SliceCache, case_id: str, *, batch_s
     info = cache.cases[case_id]
     indices = cache.case_indices(case_id)
     out = new_label_volume(info)
-    model.eval()
+    if isinstance(model, nn.Module):
+        model.eval()
     for start in range(0, len(indices), batch_size):
         x, _ = cache.read_batch(indices[start:start + batch_size])
         probs = batch_probabilities(model, x, device, channels_last, precision)
@@ -120,9 +136,10 @@ def predict_labels(model: nn.Module, cache: SliceCache, case_id: str, *, batch_s
     return out
 
 
-def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, metrics=("dice", "hd95"),
-                   empty: str | None = None, batch_size: int = 16, device: str | torch.device = "cpu",
-                   channels_last: bool = True, precision: str = "fp32", progress: bool = False) -> list[dict]:
+def evaluate_cases(model: nn.Module | Predictor, cache: SliceCache, case_ids: list[str], *,
+                   metrics=("dice", "hd95"), empty: str | None = None, batch_size: int = 16,
+                   device: str | torch.device = "cpu", channels_last: bool = True, precision: str = "fp32",
+                   progress: bool = False) -> list[dict]:
     """Per-case 3D metrics of ``model`` on ``case_ids``, as tidy JSON-able rows.
 
     The original labels are read again from the dataset files the cache was built from. Case k's
@@ -131,7 +148,8 @@ def evaluate_cases(model: nn.Module, cache: SliceCache, case_ids: list[str], *, 
 
     Args:
         model: returns logits ``(B, classes, S, S)``; put it on ``device`` (and in channels-last
-            memory format, if wanted) before calling.
+            memory format, if wanted) before calling. Or a :data:`Predictor` (a runtime's session),
+            which runs where it runs: ``device``, ``channels_last`` and ``precision`` are not its.
         cache: the prepared cache of the cases.
         case_ids: the cases, scored and reported in this order.
         metrics: names from :data:`bench.metrics.ALL_METRICS`. Default ``("dice", "hd95")``.

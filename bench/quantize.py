@@ -13,24 +13,28 @@ Both take the calibration inputs as an iterable of ``float32`` arrays of shape `
 In a plan they are training slices of the item's own dataset; ``lfubench profile`` uses
 :func:`calibration_inputs` (seeded random inputs, the convention :data:`bench.conventions.INT8`).
 
-:func:`int8_gate` states the accuracy gate as MLPerf Inference states it for its 3D U-Net: per
-region, int8 Dice as a fraction of fp32 Dice, passing at 99%.
+In a plan, the int8 model of each runtime in :data:`SCORED_RUNTIMES` that the plan measures is also
+scored on the test cases (:func:`int8_predictor` gives the runtime's session as a predictor of
+:func:`bench.evaluate.evaluate_cases`), and the report states the accuracy gate from those scores
+(:mod:`reports.gate`).
 """
 
 from __future__ import annotations
 
-import math
 import tempfile
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from .runtimes import quiet
+from .evaluate import Predictor
+from .runtimes import Artifacts, Session, onnxruntime_session, openvino_session, quiet
 
-#: MLPerf Inference's accuracy target for int8: at least this fraction of the fp32 reference
-GATE = 0.99
+#: the runtimes whose int8 model a plan scores on its test cases, on the CPU: ONNX Runtime runs the
+#: QDQ file on its CPU execution provider, OpenVINO the NNCF IR on its CPU device (TensorRT builds
+#: its own int8 engine from the QDQ file and is not scored)
+SCORED_RUNTIMES = ("onnxruntime", "openvino")
 #: the number of calibration inputs ``lfubench profile`` uses
 CALIBRATION_INPUTS = 8
 
@@ -95,33 +99,34 @@ def quantize_openvino(onnx_path: str | Path, out_xml: str | Path, calibration: I
     return Path(out_xml)
 
 
-@dataclass(frozen=True)
-class GateResult:
-    """One region's gate: ``ratio`` = int8 Dice / fp32 Dice (``None`` where fp32 Dice is 0 or
-    missing, or int8's is missing), ``passed`` = ``ratio >= threshold`` (``False`` without a ratio)."""
+class _PerBatch:
+    """A predictor over sessions compiled for one batch size each (OpenVINO's static shapes), made
+    on first use of each batch size."""
 
-    region: str
-    fp32_dice: float | None
-    int8_dice: float | None
-    ratio: float | None
-    passed: bool
+    def __init__(self, make: Callable[[int], Session]) -> None:
+        self.make, self.sessions = make, {}
 
-
-def _value(x) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if len(x) not in self.sessions:
+            self.sessions[len(x)] = self.make(len(x))
+        return self.sessions[len(x)].run(x)
 
 
-def int8_gate(fp32_dice: Mapping[str, float], int8_dice: Mapping[str, float],
-              threshold: float = GATE) -> list[GateResult]:
-    """The int8 accuracy gate per region of ``fp32_dice`` (mean Dice per region), in its order.
+def int8_predictor(artifacts: Artifacts, runtime: str, threads: int | None = None) -> Predictor:
+    """The int8 model of ``artifacts`` in ``runtime`` (one of :data:`SCORED_RUNTIMES`) as a predictor
+    for :func:`bench.evaluate.evaluate_cases`: ``float32`` inputs ``(B, C, H, W)`` -> logits, on
+    the CPU at ``threads`` threads (default: PyTorch's).
 
-    A region passes when int8 Dice is at least ``threshold`` (MLPerf: 0.99; 0.999 for its
-    high-accuracy target) of fp32 Dice. A region without an fp32 value, with fp32 Dice 0 (no
-    fraction of it is defined) or missing from ``int8_dice`` has no ratio and does not pass.
+    The file is made as the latency rows make theirs (:meth:`bench.runtimes.Artifacts.int8`: one
+    ONNX export, then :func:`quantize_onnxruntime` or :func:`quantize_openvino` over the
+    artifacts' calibration inputs): the same weights and calibration inputs give the same int8
+    model. A failure to export or quantize raises (again for every runtime that needs the failed
+    file).
     """
-    out = []
-    for region, ref in fp32_dice.items():
-        ref, got = _value(ref), _value(int8_dice.get(region))
-        ratio = None if ref is None or got is None or ref == 0 else got / ref
-        out.append(GateResult(region, ref, got, ratio, ratio is not None and ratio >= threshold))
-    return out
+    if runtime not in SCORED_RUNTIMES:
+        raise ValueError(f"the int8 model of {runtime!r} is not scored; scored: {', '.join(SCORED_RUNTIMES)}")
+    threads = threads or torch.get_num_threads()
+    path = artifacts.int8(runtime)
+    if runtime == "onnxruntime":
+        return onnxruntime_session(path, torch.device("cpu"), threads, "int8").run
+    return _PerBatch(lambda batch: openvino_session(path, batch, threads, "fp32"))

@@ -66,7 +66,12 @@ LOSS_SYNC_STEPS = 32
 
 
 class TrainingDiverged(RuntimeError):
-    """Raised when the loss becomes NaN or infinite."""
+    """Raised when the loss becomes NaN or infinite; ``step`` is the step whose loss it was (None
+    where unknown)."""
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass
@@ -263,7 +268,7 @@ class EpochLosses:
         values = torch.stack([loss for _, loss, _ in self.pending]).float().cpu().tolist()
         for (step, _, n), value in zip(self.pending, values, strict=True):
             if not math.isfinite(value):
-                raise TrainingDiverged(f"loss became {value} at step {step} (epoch {self.epoch})")
+                raise TrainingDiverged(f"loss became {value} at step {step} (epoch {self.epoch})", step)
             self.total += value * n
             self.seen += n
         self.pending.clear()

@@ -18,6 +18,9 @@ Per model row and metric/region the statistics are
   cases, and ``p_holm`` its Holm-adjusted value, the family being every row of the dataset for
   that metric and region.
 
+Only the results rows of the models as trained enter (PyTorch eager, unquantized:
+:func:`primary_rows`); the int8 models' scores are the deployment table's gate (:mod:`reports.gate`).
+
 The row measures (:data:`reports.schema.ROW_MEASURES`) are the number of seeds, the efficiency
 figures of each dataset's measured configuration (the first of its measurements with a figure:
 device, batch, precision; in PyTorch eager, unquantized; the same one the captions name; other
@@ -74,14 +77,16 @@ def _metric_key(metric: str) -> int:
 PRIMARY_RUNTIME = {"runtime": "torch", "quantize": "none"}
 
 
-def primary_rows(efficiency: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``efficiency`` measured in PyTorch eager, unquantized (every row of a table
-    recorded before runtimes were: one without the columns, or with them empty)."""
-    keep = pd.Series(True, index=efficiency.index)
+def primary_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an efficiency or results ``table`` of the model as trained, in PyTorch eager,
+    unquantized: every table, statistic and figure but the deployment table's (every row of a
+    table recorded before runtimes or int8 scores were: one without the columns, or with them
+    empty)."""
+    keep = pd.Series(True, index=table.index)
     for column, value in PRIMARY_RUNTIME.items():
-        if column in efficiency:
-            keep &= efficiency[column].isna() | (efficiency[column] == value)
-    return efficiency[keep]
+        if column in table:
+            keep &= table[column].isna() | (table[column] == value)
+    return table[keep]
 
 
 def primary_config(efficiency: pd.DataFrame) -> dict | None:
@@ -249,7 +254,9 @@ def aggregate(
     """The aggregate of ``results`` (with the row measures of ``efficiency`` and ``items``) in
     the long form of :data:`reports.schema.AGGREGATE_COLUMNS`, model rows in table order (rows
     of one family together). ``reference`` (a label) is the model the Wilcoxon tests compare
-    against (default: each dataset's first label); ``seed`` the bootstrap's."""
+    against (default: each dataset's first label); ``seed`` the bootstrap's. Only the results of
+    the models as trained count (:func:`primary_rows`; int8 scores are the deployment table's)."""
+    results = primary_rows(results)
     if results.empty:
         return pd.DataFrame(columns=AGGREGATE_COLUMNS)
     res = with_stage(results)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .aggregate import aggregate, mean_score, metrics, model_rows, series
+from .aggregate import aggregate, mean_score, metrics, model_rows, primary_rows, series
 from .captions import (
     cost_notes,
     deployment_caption,
@@ -43,6 +43,7 @@ from .tables import (
     deployment_display,
     deployment_frame,
     deploys,
+    gated,
     row_name,
     write_deployment,
     write_tables,
@@ -157,8 +158,9 @@ def _overlays(inputs: ReportInputs, dataset: str, out: Path) -> DatasetFigures:
 
 def write_figures(inputs: ReportInputs, agg: pd.DataFrame, out: Path,
                   runtime: str = EAGER) -> dict[str, DatasetFigures]:
-    """Every figure of every dataset (PDF and PNG), by dataset."""
+    """Every figure of every dataset (PDF and PNG), by dataset: of the models as trained."""
     figures = {}
+    results = primary_rows(inputs.results)  # not the int8 scores (the deployment table's gate)
     for dataset in inputs.datasets:
         part = agg[agg["dataset"] == dataset]
         if part.empty:
@@ -169,7 +171,7 @@ def write_figures(inputs: ReportInputs, agg: pd.DataFrame, out: Path,
             ("levels", write_level_curves(part, out)),
             ("widths", write_width_curves(part, inputs.widths(), out)),
             ("prune", write_prune_curves(part, out)),
-            ("cases", write_case_plots(inputs.results[inputs.results["dataset"] == dataset], part, out)),
+            ("cases", write_case_plots(results[results["dataset"] == dataset], part, out)),
         ):
             made += [Figure(p, kind, figure_caption(kind, dataset)) for p in paths]
         overlays = _overlays(inputs, dataset, out)
@@ -229,8 +231,9 @@ def build_outputs(
     written["tables"] = write_tables(agg, out, captions, stats_captions)
     deployment: list[Display] = []
     if deploys(inputs.efficiency):  # more than PyTorch eager unquantized: the deployment table
-        frame = deployment_frame(inputs.efficiency)
-        deployment = deployment_display(frame, deployment_caption(inputs.items))
+        frame = deployment_frame(inputs.efficiency, inputs.results)
+        deployment = deployment_display(frame, {d: deployment_caption(inputs.items, d, gated(frame, d))
+                                                for d in dict.fromkeys(frame["dataset"])})
         written["tables"] += write_deployment(frame, deployment, out)
     figures = write_figures(inputs, agg, out, runtime)
     peak = [Figure(path, "peak", peak_caption(inputs.items, inputs.efficiency, dataset))

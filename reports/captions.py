@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from .aggregate import model_rows, primary_config, series
+from .gate import gate_sentence
 from .pareto import shown_config
 from .schema import CONVENTION_COLUMNS
 from .stats import ALPHA, CONFIDENCE, RESAMPLES
@@ -63,14 +64,18 @@ def table_caption(agg: pd.DataFrame, dataset: str, items: pd.DataFrame, efficien
 RESULTS_CONVENTIONS = [c for c in CONVENTION_COLUMNS if c != "conv_deployment"]
 
 
-def deployment_caption(items: pd.DataFrame) -> str:
-    """The deployment table's caption: what each figure is, and the runtimes' conventions."""
+def deployment_caption(items: pd.DataFrame, dataset: str | None = None, gated: bool = False) -> str:
+    """The deployment table's caption (of ``dataset``, named first, with its items' conventions;
+    default: every item's): what each figure is, the int8 gate where int8 was scored (``gated``),
+    and the runtimes' conventions."""
     return " ".join([
+        *([f"{dataset}:"] if dataset is not None else []),
         "Each model in each runtime and quantization measured: median latency over the timed iterations "
         "(mean over seeds), max abs diff = the largest absolute difference of its logits from PyTorch fp32 "
         "eager's (largest over seeds), the model's own peak memory (MB) and % of the device's peak "
-        "(means over seeds); rows a runtime cannot measure are left out.",
-        *conventions(items, columns=["conv_deployment"])])
+        "(means over seeds); rows a runtime cannot measure are left out (but for an int8 model it scored).",
+        *([gate_sentence()] if gated else []),
+        *conventions(items, dataset, columns=["conv_deployment"])])
 
 
 def stats_caption(agg: pd.DataFrame, dataset: str, metric: str, seed: int) -> str:

@@ -47,6 +47,13 @@ class ItemRecord:
             (:data:`reports.schema.CONVENTION_COLUMNS`).
         splits: the dataset's case ids per split (``train``, ``val``, ``test``).
         pruning: the channel-pruning figures of a pruned item (None otherwise).
+        tuning: the figures of a plan's ``[tune]`` search (:mod:`studies.tune`; None without
+            one, and in records stored before it): the chosen values (``tuned_lr``,
+            ``tuned_batch_size``, ``tuned_weight_decay``, those searched), ``val_dice`` (the
+            winner's), ``trials`` (each trial's values, ``val_dice``, ``best_epoch``, ``steps``,
+            ``seconds``, ``diverged``), ``steps`` and ``seconds`` in all, ``search``,
+            ``trial_steps``, ``trial_budget``, ``kept`` (the winning trial delivered) and
+            ``protocol`` (the sentence stating the search).
         item_seconds: the item's wall time, start to stored (set by the engine).
     """
 
@@ -68,6 +75,7 @@ class ItemRecord:
     conventions: dict = field(default_factory=dict)
     splits: dict | None = None
     pruning: dict | None = None
+    tuning: dict | None = None
     item_seconds: float | None = None
 
     #: the fields that say which item a record is of (the key columns of its metric rows)

@@ -10,8 +10,9 @@ function that builds a row of each.
   figures (``prune_ratio`` the requested fraction of channels to remove, 0 for an unpruned
   item; ``prune_achieved`` the fraction of prunable channels removed; ``prune_seconds`` the
   time ``models.prune_channels`` took), ``overlays`` (the item's ``overlays.npz`` of test
-  slices, relative to the run folder) and the conventions the run used (the sentences of
-  :mod:`bench.conventions` as stored with the item).
+  slices, relative to the run folder), the conventions the run used (the sentences of
+  :mod:`bench.conventions` as stored with the item) and, for a plan with ``[tune]``, the
+  values its search chose and what it spent (:data:`TUNE_COLUMNS`).
 
 The item pipeline (:mod:`studies.pipeline`) writes rows with :func:`row`; reports read the
 DataFrames made by :func:`frame`. ``level`` is the pruning level evaluated, 0 for a model
@@ -60,10 +61,16 @@ EFFICIENCY_COLUMNS = [*BASE_EFFICIENCY_COLUMNS, *DEPLOYMENT_COLUMNS]
 CONVENTION_COLUMNS = ["conv_scores", "conv_empty", "conv_params", "conv_macs", "conv_latency",
                       "conv_deployment"]
 
+#: an item's tuning figures (a plan's ``[tune]``: studies.tune; empty for an item without one): the
+#: values chosen (a column empty where that setting was not searched), the trials run, the steps and
+#: seconds they spent in all (a kept winning trial included), and the sentence stating the search
+TUNE_COLUMNS = ["tuned_lr", "tuned_batch_size", "tuned_weight_decay", "tune_trials", "tune_steps",
+                "tune_seconds", "tune_protocol"]
+
 ITEM_COLUMNS = ["item", "model", "label", "dataset", "seed", "empty", "best_val_dice", "best_epoch",
                 "epochs", "steps", "train_seconds", "item_seconds", "prune_ratio", "prune_achieved",
                 "prune_importance", "prune_scope", "prune_mode", "finetune_epochs", "prune_seconds",
-                "overlays", *CONVENTION_COLUMNS]
+                "overlays", *CONVENTION_COLUMNS, *TUNE_COLUMNS]
 
 
 def row(columns: Sequence[str], **values) -> dict:

@@ -1,10 +1,10 @@
 """The paper-style report, one function per section: summary, setup (hardware and software;
-data, preprocessing and splits; training budget and compute; metric conventions), results per
-dataset (tables, the seed paper's reported figures, figures), deployment (each model in each
-runtime and quantization, where a run measured more than one), sweeps, failed items, and the
-appendices (statistics per region, reproducibility). Each takes the :class:`reports.build.Written`
-outputs (the :class:`reports.inputs.ReportInputs`, the aggregate, captions and figures) and adds
-to one :class:`reports.document.Doc`.
+data, preprocessing and splits; training budget and compute; a plan's tuning; metric
+conventions), results per dataset (tables, the seed paper's reported figures, figures),
+deployment (each model in each runtime and quantization, where a run measured more than one),
+sweeps, failed items, and the appendices (statistics per region, reproducibility). Each takes the
+:class:`reports.build.Written` outputs (the :class:`reports.inputs.ReportInputs`, the aggregate,
+captions and figures) and adds to one :class:`reports.document.Doc`.
 """
 
 from __future__ import annotations
@@ -96,6 +96,54 @@ def budget_section(doc: Doc, inputs: ReportInputs) -> None:
         doc.para(_spent(inputs.items))
 
 
+#: the chosen-value columns of a tuning table: (items column, header, format)
+TUNED_SHOWN = (("tuned_lr", "lr", "g"), ("tuned_batch_size", "batch size", "d"),
+               ("tuned_weight_decay", "weight decay", "g"))
+
+
+def _chosen_cell(part: pd.DataFrame, column: str, fmt: str) -> str:
+    """The value one model's items chose: one value, or each with the seeds that chose it."""
+    chosen = part[["seed", column]].dropna()
+    if not len(chosen):
+        return "-"
+    by_value: dict[str, list[str]] = {}
+    for seed, value in chosen.itertuples(index=False):
+        text = format(int(value) if fmt == "d" else float(value), fmt)
+        by_value.setdefault(text, []).append(f"s{int(seed)}" if pd.notna(seed) else "s?")
+    if len(by_value) == 1:
+        return next(iter(by_value))
+    return ", ".join(f"{v} ({' '.join(seeds)})" for v, seeds in by_value.items())
+
+
+def tuning_section(doc: Doc, inputs: ReportInputs) -> None:
+    """A plan's ``[tune]`` search: the search stated (the sentence stored with the items) and the
+    values each model chose, with the compute the search spent; nothing without tuned items."""
+    items = inputs.items
+    if "tune_protocol" not in items or not items["tune_protocol"].notna().any():
+        return
+    doc.heading("Tuning", 2)
+    tuned = items[items["tune_protocol"].notna()]
+    for line in dict.fromkeys(tuned["tune_protocol"]):
+        doc.para(line[0].upper() + line[1:] + ("" if line.endswith(".") else "."))
+    shown = [c for c in TUNED_SHOWN if c[0] in tuned and tuned[c[0]].notna().any()]
+    rows = []
+    for (dataset, label), part in tuned.groupby(["dataset", "label"], sort=False):
+        rows.append([str(dataset), str(label), *(_chosen_cell(part, c, f) for c, _, f in shown),
+                     number_cell(float(part["best_val_dice"].mean())),
+                     number_cell(int(part["tune_trials"].sum())), number_cell(int(part["tune_steps"].sum())),
+                     number_cell(float(part["tune_seconds"].sum()))])
+    cols = ["Dataset", "Model", *(h for _, h, _ in shown), "Val Dice", "Trials", "Tuning steps", "Tuning s"]
+    doc.table(Display("tuning", cols, rows, numeric=[False, False] + [True] * (len(cols) - 2)),
+              caption="The values each model's tuning chose on validation Dice (per seed where seeds chose "
+              "differently), the delivered model's best validation Dice (mean over seeds), and what the "
+              "search spent (trials, steps and seconds summed over the model's items, the kept winning "
+              "trials included).")
+    doc.para(f"Tuning spent {number_cell(int(tuned['tune_steps'].sum()))} steps and "
+             f"{number_cell(float(tuned['tune_seconds'].sum()))} s in all over {len(tuned)} item"
+             f"{'s' if len(tuned) != 1 else ''}; each trial's values, validation Dice, steps and seconds are "
+             "in the item's record (tuning).")
+
+
 def conventions_section(doc: Doc, inputs: ReportInputs) -> None:
     """The conventions shared by every dataset, then each dataset's own."""
     doc.heading("Metric conventions", 2)
@@ -109,7 +157,7 @@ def conventions_section(doc: Doc, inputs: ReportInputs) -> None:
 
 def setup_section(doc: Doc, made: Written) -> None:
     doc.heading("Setup")
-    for section in (hardware_section, data_section, budget_section, conventions_section):
+    for section in (hardware_section, data_section, budget_section, tuning_section, conventions_section):
         section(doc, made.inputs)
 
 

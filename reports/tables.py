@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import metric_regions, metrics, model_rows, series, wide
+from .gate import GATE_KEYS, GATES, gate_frame, gate_name, ratio_name
 from .schema import STATISTICS
 from .stats import ALPHA
 from .text import MISSING, format_number, format_rows
@@ -261,40 +262,75 @@ def _status(values: pd.Series) -> str:
     return "ok" if (values == "ok").all() else ", ".join(sorted(set(values) - {"ok"}))
 
 
-def deployment_frame(efficiency: pd.DataFrame) -> pd.DataFrame:
+def deployment_frame(efficiency: pd.DataFrame, results: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per dataset x model (label, level, stage) x runtime x quantization x batch x
     precision measured: the median latency (mean over seeds), max_abs_diff (the largest over
     seeds), the model's own peak memory and the share of the device's peak (means over seeds),
     and the status (``ok`` where every seed's row is). Rows a runtime cannot measure
-    (``unsupported``) are left out; rows recorded before runtimes were are PyTorch eager's."""
-    eff = efficiency[efficiency["status"] != "unsupported"].copy()
+    (``unsupported``) are left out unless its int8 model was scored; rows recorded before runtimes
+    were are PyTorch eager's. With ``results`` holding int8 scores, the int8 rows get the gate's
+    columns (:func:`reports.gate.gate_frame`: fp32 and int8 Dice, their ratio per region, the
+    verdict at each threshold)."""
+    gates = gate_frame(results) if results is not None else pd.DataFrame(columns=GATE_KEYS)
+    eff = efficiency.copy()
     if "stage" not in eff:
         eff["stage"] = "final"
     eff = eff.astype({"runtime": object, "quantize": object, "stage": object}).fillna(
         {"runtime": "torch", "quantize": "none", "stage": "final", "level": 0})
+    scored = set(gates[GATE_KEYS].itertuples(index=False, name=None))
+    keep = [s != "unsupported" or k in scored
+            for s, k in zip(eff["status"], eff[GATE_KEYS].itertuples(index=False, name=None), strict=True)]
+    eff = eff[keep]
     keys = ["dataset", "label", "level", "stage", "runtime", "quantize", "batch", "precision"]
-    return eff.groupby(keys, sort=False, dropna=False).agg(
+    out = eff.groupby(keys, sort=False, dropna=False).agg(
         **{c: (c, how) for c, _, how in DEPLOYMENT_FIGURES}, status=("status", _status)).reset_index()
+    if gates.empty:
+        return out
+    return out.merge(gates.astype({"level": out["level"].dtype}), on=GATE_KEYS, how="left")
 
 
-def deployment_display(frame: pd.DataFrame, caption: str = "") -> list[Display]:
+def _gate_columns(part: pd.DataFrame) -> list[tuple[str, str, bool]]:
+    """The gate's columns a dataset's deployment rows show (none without an int8 score): (frame
+    column, header, numeric)."""
+    prefix = ratio_name("")
+    ratios = [(c, "int8/fp32 Dice " + c[len(prefix):], True) for c in part.columns
+              if c.startswith(prefix) and part[c].notna().any()]
+    verdicts = [(gate_name(t), gate_name(t).capitalize(), False) for t in GATES
+                if gate_name(t) in part and part[gate_name(t)].notna().any()]
+    return ratios + verdicts if verdicts else []
+
+
+def gated(frame: pd.DataFrame, dataset: str) -> bool:
+    """Whether ``dataset``'s rows of a :func:`deployment_frame` show the int8 gate."""
+    return bool(_gate_columns(frame[frame["dataset"] == dataset]))
+
+
+def deployment_display(frame: pd.DataFrame, caption: str | Mapping[str, str] = "") -> list[Display]:
     """Per dataset of a :func:`deployment_frame`, its rows as a table (figures of failed rows
-    missing, their status shown)."""
+    missing, their status shown; the int8 gate's ratios and verdicts where int8 was scored), with
+    its caption: ``caption[dataset]``, or ``caption`` after the dataset's name."""
     out = []
     for name, part in frame.groupby("dataset", sort=False):
+        gate = _gate_columns(part)
         rows = []
         for _, r in part.iterrows():
             ok = r["status"] == "ok"
             rows.append([row_label(r["label"], r["stage"]), _level(r["level"]), str(r["runtime"]),
                          str(r["quantize"]), number_cell(int(r["batch"])), str(r["precision"]),
                          *(number_cell(r[c] if ok else None) for c, _, _ in DEPLOYMENT_FIGURES),
-                         str(r["status"])])
+                         str(r["status"]),
+                         *(number_cell(r[c]) if num or pd.isna(r[c]) else str(r[c]) for c, _, num in gate)])
         labels = list(part["label"])
         starts = [k for k in range(1, len(labels)) if labels[k] != labels[k - 1]]
         headers = ["Model", "Level", "Runtime", "Quantize", "Batch", "Precision",
-                   *(h for _, h, _ in DEPLOYMENT_FIGURES), "Status"]
-        numeric = [False, False, False, False, True, False] + [True] * len(DEPLOYMENT_FIGURES) + [False]
-        out.append(Display(name, headers, rows, set(), starts, numeric, caption))
+                   *(h for _, h, _ in DEPLOYMENT_FIGURES), "Status", *(h for _, h, _ in gate)]
+        numeric = ([False, False, False, False, True, False] + [True] * len(DEPLOYMENT_FIGURES) + [False]
+                   + [num for _, _, num in gate])
+        if isinstance(caption, Mapping):
+            text = caption.get(name, "")
+        else:
+            text = f"{name}: {caption}" if caption else ""
+        out.append(Display(name, headers, rows, set(), starts, numeric, text))
     return out
 
 

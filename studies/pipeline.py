@@ -48,6 +48,7 @@ from lfubench.reports.schema import DEPLOYMENT_COLUMNS, EFFICIENCY_COLUMNS, RESU
 from .plan import Item, Plan
 from .run import Run
 from .schema import DatasetSpec, ModelSpec
+from .tune import train_tuned
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +286,9 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
     val_idx = [i for cid in splits["val"] for i in cache.case_indices(cid)]
     val_set = CacheSlices(cache, val_idx)
     out = run.item_dir(item.id)
-    result = train(model, train_set, val_set, num_classes, config, out, on_validation=on_validation)
+    tuned = train_tuned(model, train_set, val_set, num_classes, config, plan.tune, out, item=item.id,
+                        train_budget=budget(plan), on_validation=on_validation)  # [tune]: studies.tune
+    model, result, config = tuned.model, tuned.result, tuned.config
     precision = result.settings["precision"]
     train_info = _train_info(result, config)
     metrics, efficiency = [], []
@@ -333,4 +336,4 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
         model_config=model.config, env=environment_record(device), empty=dspec.empty,
         overlays=str((out / "overlays.npz").relative_to(run_dir)), run_dir=str(run_dir.resolve()),
         conventions=item_conventions(dspec, plan, f"{cache.in_channels}x{size}x{size}"),
-        splits={k: splits[k] for k in ("train", "val", "test")}, pruning=pruned)
+        splits={k: splits[k] for k in ("train", "val", "test")}, pruning=pruned, tuning=tuned.record)

@@ -58,10 +58,12 @@ from .schema import (
     MeasureSpec,
     ModelSpec,
     PlanError,
+    TuneSpec,
     read_section,
     resolve_root,
     section_dict,
     train_section,
+    tune_section,
     unknown_key,
 )
 from .shipped import base_folder, locate
@@ -69,7 +71,7 @@ from .shipped import base_folder, locate
 #: dataset settings that only phantom kinds take (left out of a real dataset's effective plan)
 PHANTOM_KEYS = tuple(k for k, f in DatasetSpec.__dataclass_fields__.items() if f.metadata.get("phantom"))
 
-TOP_KEYS = ("name", "description", "seeds", "train", "measure", "datasets", "models")
+TOP_KEYS = ("name", "description", "seeds", "train", "measure", "tune", "datasets", "models")
 
 
 @dataclass
@@ -93,6 +95,7 @@ class Plan:
     measure: MeasureSpec
     datasets: list[DatasetSpec]
     models: list[ModelSpec]
+    tune: TuneSpec | None = None  # [tune]: the search every model gets (studies.tune); None: none
 
     def items(self) -> list[Item]:
         """All (model x dataset x seed) items, datasets outermost."""
@@ -102,6 +105,7 @@ class Plan:
         """The effective plan, every default filled in, as a TOML-able table."""
         return {"name": self.name, "description": self.description, "seeds": list(self.seeds),
                 "train": section_dict(self.train, TRAIN_SKIP), "measure": section_dict(self.measure),
+                **({"tune": section_dict(self.tune)} if self.tune is not None else {}),
                 "datasets": [section_dict(d, skip=() if d.phantom else PHANTOM_KEYS) for d in self.datasets],
                 "models": [section_dict(m) for m in self.models]}
 
@@ -385,7 +389,7 @@ def load_plan(path: str | Path, base_dir: str | Path | None = None, overrides: S
     """
     path, is_shipped = locate(path, "plan")
     where = str(path)
-    raw = apply_overrides(read_toml(path, "plan"), overrides)
+    raw = apply_overrides(read_toml(path, "plan"), overrides, tables=("train", "measure", "tune"))
     base = Path(base_dir) if base_dir else base_folder(path, is_shipped)
     problems: list[str] = []
     for key in raw:
@@ -406,6 +410,7 @@ def load_plan(path: str | Path, base_dir: str | Path | None = None, overrides: S
         problems.append(f"{where}: seeds has duplicates: {seeds}")
 
     train, measure, datasets = read_run_sections(raw, where, base, problems)
+    tune = tune_section(raw.get("tune"), where, problems)
 
     specs: list[ModelSpec] = []
     raw_models = raw.get("models", [])
@@ -424,4 +429,4 @@ def load_plan(path: str | Path, base_dir: str | Path | None = None, overrides: S
 
     if problems:
         raise PlanError(f"{len(problems)} problem(s) in plan:\n" + "\n".join(problems))
-    return Plan(name, description, str(path), seeds, train, measure, datasets, specs)
+    return Plan(name, description, str(path), seeds, train, measure, datasets, specs, tune)

@@ -18,6 +18,7 @@ from lfubench.reports.schema import (
     EFFICIENCY_COLUMNS,
     ITEM_COLUMNS,
     RESULT_COLUMNS,
+    TUNE_COLUMNS,
     frame,
     row,
 )
@@ -32,6 +33,8 @@ def item_row(record: ItemRecord | dict, item_seconds: float | None = None) -> di
     train = rec.train
     conv = rec.conventions or {}
     pruning = rec.pruning or {}
+    tuning = rec.tuning or {}
+    tuned = {c: tuning.get(c) for c in TUNE_COLUMNS if c.startswith("tuned_")}
     return row(ITEM_COLUMNS, item=rec.item, model=rec.model, label=rec.label, dataset=rec.dataset,
                seed=rec.seed, empty=rec.empty, best_val_dice=train["best_val_dice"],
                best_epoch=train["best_epoch"], epochs=train["epochs"], steps=train["steps"],
@@ -41,7 +44,9 @@ def item_row(record: ItemRecord | dict, item_seconds: float | None = None) -> di
                prune_importance=pruning.get("importance"), prune_scope=pruning.get("scope"),
                prune_mode=pruning.get("mode"), finetune_epochs=pruning.get("finetune_epochs"),
                prune_seconds=pruning.get("seconds"), overlays=rec.overlays,
-               **{c: conv.get(c) for c in CONVENTION_COLUMNS})
+               **{c: conv.get(c) for c in CONVENTION_COLUMNS}, **tuned,
+               tune_trials=len(tuning["trials"]) if tuning else None, tune_steps=tuning.get("steps"),
+               tune_seconds=tuning.get("seconds"), tune_protocol=tuning.get("protocol"))
 
 
 def records(trials: Sequence) -> list[ItemRecord]:

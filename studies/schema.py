@@ -7,14 +7,16 @@ Sections and where their settings are declared:
   metadata); ``seed``, ``device`` and ``progress`` are set by the pipeline and rejected here
   (:data:`PIPELINE_SET` says where each belongs);
 - ``[measure]``: :class:`MeasureSpec`;
+- ``[tune]`` (optional): :class:`TuneSpec`;
 - ``[[datasets]]``: :class:`DatasetSpec`;
 - ``[[models]]``: :class:`ModelSpec` (declared fields; every other key is a constructor
   argument of the model, checked by building it).
 
 Field metadata understood by :func:`read_section`: ``min``/``max`` (inclusive unless
-``exclusive``), ``choices``, ``multiple_of``, ``length`` (lists), ``each_min`` (list items),
-``doc`` (one line for messages). Code below the schema receives these dataclasses and never
-reads a raw plan dictionary.
+``exclusive``), ``choices``, ``multiple_of``, ``length`` (lists), ``each_min`` (list items;
+strict with ``exclusive``), ``distinct`` (no repeated list item), ``doc`` (one line for
+messages). Code below the schema receives these dataclasses and never reads a raw plan
+dictionary.
 """
 
 from __future__ import annotations
@@ -167,6 +169,55 @@ class ModelSpec:
         return self.prune_ratio > 0
 
 
+@dataclass
+class TuneSpec:
+    """``[tune]``: the hyperparameter search every model of a plan gets alike (:mod:`studies.tune`).
+
+    Each listed setting is searched over its values (a grid over every list given); every trial
+    trains the item's model from the same initial weights for the same budget (``steps``), and
+    the values whose trial scores the best validation Dice (the training folds' validation cases,
+    never the test cases) train the delivered model at the ``[train]`` budget. A setting not
+    listed keeps its ``[train]`` value.
+    """
+
+    lr: list[float] | None = field(default=None, metadata={
+        "length": (1, None), "each_min": 0, "exclusive": True, "distinct": True,
+        "doc": "peak learning rates to try"})
+    batch_size: list[int] | None = field(default=None, metadata={
+        "length": (1, None), "each_min": 1, "distinct": True, "doc": "batch sizes to try"})
+    weight_decay: list[float] | None = field(default=None, metadata={
+        "length": (1, None), "each_min": 0, "distinct": True, "doc": "AdamW weight decays to try"})
+    steps: int | None = field(default=None, metadata={
+        "min": 1, "doc": "optimizer steps per trial; default: the [train] budget (the winning trial is "
+                         "then kept as the delivered model)"})
+
+    #: the searchable settings (fields of bench.train.TrainConfig), in grid order
+    SEARCHED: typing.ClassVar[tuple[str, ...]] = ("lr", "batch_size", "weight_decay")
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "weight_decay"):  # TOML integers among the numbers
+            if getattr(self, name) is not None:
+                setattr(self, name, [float(v) for v in getattr(self, name)])
+
+    @property
+    def search(self) -> dict[str, list]:
+        """The settings searched and their values, in :attr:`SEARCHED` order."""
+        return {k: list(getattr(self, k)) for k in self.SEARCHED if getattr(self, k) is not None}
+
+
+def tune_section(raw, where: str, problems: list[str]) -> TuneSpec | None:
+    """``[tune]`` read into a :class:`TuneSpec` (None when absent: no search); a section that
+    lists no setting to search is one problem."""
+    if raw is None:
+        return None
+    before = len(problems)
+    spec = read_section(TuneSpec, raw, f"{where}: [tune]", problems)
+    if spec is not None and not spec.search:
+        problems.append(f"{where}: [tune]: nothing to search; list values of at least one of "
+                        f"{', '.join(TuneSpec.SEARCHED)} (e.g. lr = [0.001, 0.01])")
+    return spec if len(problems) == before else None
+
+
 #: model keys the pipeline sets from the dataset
 MODEL_SET = {
     "in_channels": "the dataset sets it (lits: 3 adjacent slices, brats: 4 modalities)",
@@ -182,7 +233,7 @@ def _type_name(tp) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+        return f"a list of {_type_name(typing.get_args(tp)[0]).removeprefix('an ').removeprefix('a ')}s"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a table",
             type(None): "absent"}.get(tp, str(tp))
 
@@ -215,9 +266,12 @@ def _range_problem(value, meta: dict) -> str | None:
         if bad:
             return f"{bad[0]!r} is not one of {', '.join(map(str, meta['choices']))}"
     if "each_min" in meta:
-        bad = [v for v in items if v < meta["each_min"]]
+        strict = isinstance(value, list) and meta.get("exclusive")
+        bad = [v for v in items if (v <= meta["each_min"] if strict else v < meta["each_min"])]
         if bad:
-            return f"items must be >= {meta['each_min']}, got {bad[0]}"
+            return f"items must be {'>' if strict else '>='} {meta['each_min']}, got {bad[0]}"
+    if meta.get("distinct") and isinstance(value, list) and len(set(value)) != len(value):
+        return f"has duplicates: {value}"
     if isinstance(value, list) or value is None or isinstance(value, str | bool):
         return None
     if "min" in meta and (value <= meta["min"] if meta.get("exclusive") else value < meta["min"]):

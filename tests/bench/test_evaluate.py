@@ -564,3 +564,25 @@ def test_precision_autocasts_on_cuda(phantom_lits, precision):
                                                                     for r in fp32]
     dice = [(a["value"], b["value"]) for a, b in zip(low, fp32, strict=True) if a["metric"] == "dice"]
     assert all(abs(a - b) < 0.05 for a, b in dice)  # the same prediction up to rounding at the edges
+
+
+@pytest.mark.parametrize("data", ["phantom_lits", "phantom_brats"])
+def test_a_predictor_is_scored_exactly_as_the_module_it_wraps(data, request):
+    """The adapter for deployment runtimes (a function from float32 arrays to logits) adds nothing:
+    the same labels and rows as the module; the settings of the torch forward are not its."""
+    _, cache, _ = request.getfixturevalue(data)
+    model = random_net(cache.in_channels, DATASETS[cache.kind].num_classes, seed=2)
+    seen = []
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        seen.append((x.dtype.type, x.flags.c_contiguous, len(x)))
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    want = evaluate_cases(model, cache, cache.case_ids, batch_size=4, channels_last=False)
+    got = evaluate_cases(predict, cache, cache.case_ids, batch_size=4, channels_last=True, precision="bf16")
+    assert got == want and any(r["value"] not in (0.0, 1.0, None) for r in got)
+    assert {s[:2] for s in seen} == {(np.float32, True)} and max(s[2] for s in seen) == 4
+    cid = cache.case_ids[0]
+    np.testing.assert_array_equal(predict_labels(predict, cache, cid, batch_size=3),
+                                  predict_labels(model, cache, cid, batch_size=3, channels_last=False))

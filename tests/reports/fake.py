@@ -12,6 +12,7 @@ from lfubench.reports.schema import (
     EFFICIENCY_COLUMNS,
     ITEM_COLUMNS,
     RESULT_COLUMNS,
+    TUNE_COLUMNS,
     frame,
     row,
 )
@@ -140,6 +141,7 @@ def fake_run(
                         overlays=str(ov) if ov is not None else None,
                         conv_empty=EMPTY[dataset],
                         **CONVENTIONS,
+                        **dict.fromkeys(TUNE_COLUMNS),
                     )
                 )
     return (frame(results, RESULT_COLUMNS), frame(efficiency, EFFICIENCY_COLUMNS), frame(items, ITEM_COLUMNS))
