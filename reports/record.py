@@ -33,7 +33,11 @@ class ItemRecord:
             family, the model's label, the plan dataset's name, the seed).
         value: the item's score: the mean test Dice over the foreground regions of the
             delivered model at its top evaluated level (NaN when there is none).
-        metrics: :data:`reports.schema.RESULT_COLUMNS` rows, every level and stage.
+        metrics: :data:`reports.schema.RESULT_COLUMNS` rows, every level and stage: the model as
+            trained (PyTorch eager), the rows every score of the item is taken from.
+        int8_metrics: the same rows of its int8 models (``quantize`` ``int8``, ``runtime`` the one
+            that ran each) where the plan measures int8; kept apart from ``metrics`` so that no
+            score of the item is an int8 one; the results table holds both.
         efficiency: :data:`reports.schema.EFFICIENCY_COLUMNS` rows.
         train: the training figures (``best_val_dice``, ``best_epoch``, ``epochs``, ``steps``,
             ``seconds``, ``config``, ``settings``, ``history``; ``finetune`` after pruning).
@@ -64,6 +68,7 @@ class ItemRecord:
     seed: int | None = None
     value: float = math.nan
     metrics: list[dict] = field(default_factory=list)
+    int8_metrics: list[dict] = field(default_factory=list)
     efficiency: list[dict] = field(default_factory=list)
     train: dict | None = None
     checkpoint: str | None = None

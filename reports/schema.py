@@ -1,9 +1,13 @@
 """The tidy tables every run yields, defined once: their columns, in order, and the one
 function that builds a row of each.
 
-- **results** (``results.csv``/``.parquet``): one row per item x pruning level x case x
-  class/region x metric; ``ref_empty`` / ``pred_empty`` say whether the reference / the
-  prediction has no voxel of the region in that case;
+- **results** (``results.csv``/``.parquet``): one row per item x pruning level x model as scored
+  x case x class/region x metric; ``ref_empty`` / ``pred_empty`` say whether the reference / the
+  prediction has no voxel of the region in that case; ``runtime`` and ``quantize`` say which model
+  was scored: ``torch``/``none`` for the model as trained (every table, statistic, figure and
+  objective is of these rows), ``onnxruntime`` or ``openvino``/``int8`` for its int8 model run in
+  that runtime (a plan measuring int8: scored through the same evaluation, for the int8 gate of
+  the deployment table, :mod:`reports.gate`);
 - **efficiency** (``efficiency.csv``): one row per item x pruning level x measured
   configuration (device, batch, precision, runtime, quantization);
 - **items** (``items.csv``): one row per item: training figures, channel-pruning settings and
@@ -33,7 +37,18 @@ KEY_COLUMNS = ["item", "model", "label", "dataset", "seed", "level", "stage"]
 #: the stages of :data:`KEY_COLUMNS`
 STAGES = ("final", "before-pruning")
 
-RESULT_COLUMNS = [*KEY_COLUMNS, "case", "region", "metric", "value", "ref_empty", "pred_empty"]
+RESULT_COLUMNS = [*KEY_COLUMNS, "runtime", "quantize", "case", "region", "metric", "value", "ref_empty",
+                  "pred_empty"]
+
+#: the model as trained, in PyTorch eager: the ``runtime`` and ``quantize`` of a results row that
+#: does not give them (every row recorded before int8 models were scored)
+RESULT_DEFAULTS = {"runtime": "torch", "quantize": "none"}
+
+
+def _defaults(columns: Sequence[str]) -> dict:
+    """The defaults of a table's columns: :data:`RESULT_DEFAULTS` for the results, none elsewhere."""
+    return RESULT_DEFAULTS if list(columns) == RESULT_COLUMNS else {}
+
 
 #: the efficiency columns every run has recorded; ``peak_mb`` is the model's own peak tensor memory
 #: (bench.memory's ``model_peak_mb``, the figure tables, Pareto plots and sweeps use; empty for int8
@@ -74,7 +89,9 @@ ITEM_COLUMNS = ["item", "model", "label", "dataset", "seed", "empty", "best_val_
 
 
 def row(columns: Sequence[str], **values) -> dict:
-    """A row with exactly ``columns`` (in order); a missing or unknown column raises ``KeyError``."""
+    """A row with exactly ``columns`` (in order); a missing or unknown column raises ``KeyError``
+    (a results row may leave out :data:`RESULT_DEFAULTS`' columns)."""
+    values = {**_defaults(columns), **values}
     missing = [c for c in columns if c not in values]
     extra = [c for c in values if c not in columns]
     if missing or extra:
@@ -83,8 +100,11 @@ def row(columns: Sequence[str], **values) -> dict:
 
 
 def frame(rows: Iterable[dict], columns: Sequence[str]) -> pd.DataFrame:
-    """A DataFrame of ``rows`` with exactly ``columns`` (empty when there are no rows)."""
+    """A DataFrame of ``rows`` with exactly ``columns`` (empty when there are no rows); results
+    rows without :data:`RESULT_DEFAULTS`' columns read as the model as trained."""
     df = pd.DataFrame(list(rows), columns=list(columns))
+    for column, default in _defaults(columns).items():
+        df[column] = df[column].astype(object).where(df[column].notna(), default)
     if "value" in df:
         df["value"] = pd.to_numeric(df["value"], errors="coerce")  # None (NaN in JSON) -> NaN
     return df

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +41,9 @@ from lfubench.bench.datasets import get_dataset
 from lfubench.bench.environment import environment_record, torch_threads
 from lfubench.bench.evaluate import evaluate_cases, overlay_slices
 from lfubench.bench.latency import profile
-from lfubench.bench.quantize import CALIBRATION_INPUTS
+from lfubench.bench.quantize import CALIBRATION_INPUTS, SCORED_RUNTIMES, int8_predictor
+from lfubench.bench.quantize import calibration_inputs as int8_calibration_inputs
+from lfubench.bench.runtimes import Artifacts
 from lfubench.bench.train import TrainConfig, seed_everything, train
 from lfubench.reports.record import ItemRecord
 from lfubench.reports.schema import DEPLOYMENT_COLUMNS, EFFICIENCY_COLUMNS, RESULT_COLUMNS, row
@@ -201,16 +204,52 @@ def calibration(plan: Plan, item: Item, cache, splits) -> tuple[list[np.ndarray]
     return [a[None].astype(np.float32) for a in x], f"{len(chosen)} training slices of {item.dataset.name}"
 
 
+def scored_int8(plan: Plan) -> list[str]:
+    """The runtimes whose int8 model each item scores on its test cases: where the plan measures
+    int8, those of its runtimes in :data:`bench.quantize.SCORED_RUNTIMES` (in the plan's order)."""
+    if "int8" not in plan.measure.quantize:
+        return []
+    return [r for r in plan.measure.runtimes if r in SCORED_RUNTIMES]
+
+
+def _score_int8(net, key: dict, plan: Plan, cache, splits, empty: str, input_shape, calibration_inputs,
+                threads: int | None, progress: bool) -> list[dict]:
+    """Result rows of ``net``'s int8 model in each runtime of :func:`scored_int8`, scored on the test
+    cases by the same evaluation as the model itself (on the CPU; calibrated as its latency rows
+    are). A runtime whose int8 model cannot be made is logged and left out (its efficiency rows say
+    why)."""
+    runtimes = scored_int8(plan)
+    if not runtimes:
+        return []
+    if calibration_inputs is None:  # no training slices: the profile's seeded inputs
+        calibration_inputs = int8_calibration_inputs((1, *input_shape))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lfubench-int8-") as folder, torch_threads(threads):
+        artifacts = Artifacts(net, torch.zeros(1, *input_shape), folder, list(calibration_inputs))
+        for runtime in runtimes:
+            try:
+                predict = int8_predictor(artifacts, runtime)
+            except Exception as err:  # the efficiency rows record the failure
+                why = str(err).splitlines()[0] if str(err) else type(err).__name__
+                log.warning("%s level %s: int8 model of %s not scored: %s", key["item"], key["level"],
+                            runtime, why)
+                continue
+            scored = evaluate_cases(predict, cache, splits["test"], empty=empty, progress=progress)
+            rows += [row(RESULT_COLUMNS, **key, runtime=runtime, quantize="int8", **r) for r in scored]
+    return rows
+
+
 def _evaluate_levels(model, spec: ModelSpec, item: Item, plan: Plan, cache, splits, config: TrainConfig,
-                     precision: str, stage: str, progress: bool) -> tuple[list[dict], list[dict]]:
+                     precision: str, stage: str, progress: bool) -> tuple[list[dict], list[dict], list[dict]]:
     """Result and efficiency rows of ``model`` at every pruning level the entry asks for (the
-    levels' weights loaded from the full model), under ``stage``."""
+    levels' weights loaded from the full model), under ``stage``, and the result rows of its int8
+    models (:func:`scored_int8`)."""
     dspec, measure, device = item.dataset, plan.measure, plan.measure.device
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     top = getattr(model, "prune_level", None)
     size = cache.meta["size"]
     input_shape = (cache.in_channels, size, size)
-    metrics, efficiency = [], []
+    metrics, efficiency, int8 = [], [], []
     calibration_inputs, calibrated = calibration(plan, item, cache, splits)
     for level in spec.levels or [top]:
         if level is None or level == top:
@@ -242,7 +281,9 @@ def _evaluate_levels(model, spec: ModelSpec, item: Item, plan: Plan, cache, spli
                 status=r["status"],
                 calibration=calibrated if r["quantize"] == "int8" and r["status"] != "unsupported" else None,
                 **{c: r.get(c) for c in DEPLOYMENT_COLUMNS if c != "calibration"}))
-    return metrics, efficiency
+        int8 += _score_int8(net_cpu, key, plan, cache, splits, dspec.empty, input_shape, calibration_inputs,
+                            config.threads, progress)
+    return metrics, efficiency, int8
 
 
 def _train_info(result, config: TrainConfig) -> dict:
@@ -291,11 +332,11 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
     model, result, config = tuned.model, tuned.result, tuned.config
     precision = result.settings["precision"]
     train_info = _train_info(result, config)
-    metrics, efficiency = [], []
+    metrics, efficiency, int8 = [], [], []
     checkpoint = result.checkpoint
     if spec.pruned and spec.prune_mode == "finetune":
-        metrics, efficiency = _evaluate_levels(model, spec, item, plan, cache, splits, config, precision,
-                                               "before-pruning", progress)
+        metrics, efficiency, int8 = _evaluate_levels(model, spec, item, plan, cache, splits, config,
+                                                     precision, "before-pruning", progress)
         model = prune(model.to("cpu").to(memory_format=torch.contiguous_format), spec, item.seed)
         pruning = model.prune_report
         tune = finetune_config(config, spec)
@@ -308,9 +349,9 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
             torch.save(model.state_dict(), out / "pruned.pt")
             checkpoint = str(out / "pruned.pt")
     (out / "model.json").write_text(json.dumps(model.config, indent=1))
-    final_metrics, final_efficiency = _evaluate_levels(model, spec, item, plan, cache, splits, config,
-                                                       precision, "final", progress)
-    metrics, efficiency = metrics + final_metrics, efficiency + final_efficiency
+    final_metrics, final_efficiency, final_int8 = _evaluate_levels(model, spec, item, plan, cache, splits,
+                                                                   config, precision, "final", progress)
+    metrics, efficiency, int8 = metrics + final_metrics, efficiency + final_efficiency, int8 + final_int8
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -332,7 +373,8 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
                   "finetune_epochs": (train_info.get("finetune") or {}).get("epochs", 0)}
     return ItemRecord(
         item=item.id, model=spec.name, label=spec.label, dataset=dspec.name, seed=item.seed, value=value,
-        metrics=metrics, efficiency=efficiency, train=train_info, checkpoint=str(checkpoint),
+        metrics=metrics, int8_metrics=int8, efficiency=efficiency, train=train_info,
+        checkpoint=str(checkpoint),
         model_config=model.config, env=environment_record(device), empty=dspec.empty,
         overlays=str((out / "overlays.npz").relative_to(run_dir)), run_dir=str(run_dir.resolve()),
         conventions=item_conventions(dspec, plan, f"{cache.in_channels}x{size}x{size}"),

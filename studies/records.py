@@ -63,11 +63,12 @@ def records(trials: Sequence) -> list[ItemRecord]:
 
 
 def collect(trials: Sequence) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Results, efficiency and item tables of COMPLETE trials (their records)."""
+    """Results (the int8 models' rows beside the others), efficiency and item tables of COMPLETE
+    trials (their records)."""
     results, efficiency, items = [], [], []
     for t in trials:
         rec = ItemRecord.from_attrs(t.user_attrs)
-        results += rec.metrics
+        results += rec.metrics + rec.int8_metrics
         efficiency += [per_model_peak(r) for r in rec.efficiency]  # older records: peak_mb was RSS
         if rec.metrics and rec.train is not None:
             items.append(item_row(rec))
