@@ -194,6 +194,11 @@ def is_reference(name) -> bool:
     return isinstance(name, str) and ":" in name
 
 
+def is_user_model(name) -> bool:
+    """Whether ``name`` names a user's model: a reference or an entry-point model (source ``user``)."""
+    return is_reference(name) or (isinstance(name, str) and name not in _MODELS and name in _entry_points())
+
+
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
     """The entry points of :data:`ENTRY_POINT_GROUP` by name, read once per ``sys.path``. A
     name the registry already has, or that a second distribution repeats, is left out (logged)."""

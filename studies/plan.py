@@ -50,6 +50,7 @@ from lfubench.bench.datasets import dataset_for, get_dataset
 from lfubench.bench.errors import LfubenchError
 from lfubench.bench.runtimes import RuntimeUnavailable, check_runtimes
 from lfubench.bench.train import TrainConfig
+from lfubench.models._registry import is_user_model
 
 from .schema import (
     MODEL_SET,
@@ -190,8 +191,7 @@ def check_model(spec: ModelSpec, datasets: list[DatasetSpec], cache: dict | None
     ``cache`` (a dict kept by the caller) holds each configuration's build and trial prune, so
     models that differ only in settings that do not change them are built once."""
     cache = {} if cache is None else cache
-    user = models.is_reference(spec.name) or (spec.name in models.list_models()
-                                              and models.model_source(spec.name) == "user")
+    user = is_user_model(spec.name)
     if not user and spec.name not in models.list_models():
         close = difflib.get_close_matches(str(spec.name), models.list_models(), n=3)
         return f"model {spec.name!r} is not registered" + (f" (close matches: {', '.join(close)})"

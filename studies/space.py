@@ -24,6 +24,9 @@ The space is conditional, so no trial is wasted on a model that cannot be built:
 - ``prune_importance``, ``prune_scope``, ``prune_mode`` are drawn only when ``prune_ratio > 0``,
   ``finetune_epochs`` only when, in addition, ``prune_mode`` is ``finetune``.
 
+A family may be a user's own model (``"mynet:build"``, an entry-point model): it is searched over
+the settings its callable names (a callable taking ``**kwargs`` gets none), like the zoo's.
+
 A space whose choices cannot all be built (no listed ``groups`` value divides a width, a
 family that takes none of a setting's values) is refused when the study file is read; then
 every model the space can draw (:meth:`Space.combinations`) is built and, where it is pruned,
@@ -44,7 +47,7 @@ from typing import Any
 import optuna
 
 from lfubench import models
-from lfubench.models._registry import _arguments, model_entrypoint
+from lfubench.models._registry import argument_default, is_user_model
 from lfubench.models.blocks import PRUNE_LEVELS
 from lfubench.models.lfunet import SKIP_MODES
 
@@ -92,14 +95,27 @@ PRUNE_ONLY = ("prune_importance", "prune_scope", "prune_mode", "finetune_epochs"
 
 
 def families() -> list[str]:
-    """Registered models a sweep can size: those that take ``base_width`` (presets do not vary)."""
-    return [n for n in models.list_models() if "base_width" in model_arguments(n)
-            and not n.endswith(("_zhou2018", "_huang2020", "_deng2023"))]
+    """Registered models a sweep can size: those that take ``base_width`` (presets do not vary).
+    A user's model (``package.module:callable``, an entry-point model) is a family too: it is
+    searched over the settings its callable names (:func:`user_family_problem`)."""
+    return [n for n in models.list_models() if models.model_source(n) not in ("authors' preset", "user")
+            and "base_width" in model_arguments(n)]
 
 
 def model_arguments(name: str) -> tuple[str, ...]:
-    """The constructor arguments of a registered model."""
-    return _arguments(model_entrypoint(name).__wrapped__) or ()
+    """The constructor arguments of a model (none for a user's callable that takes ``**kwargs``:
+    no search setting applies to it)."""
+    return models.model_arguments(name) or ()
+
+
+def user_family_problem(name: str) -> str | None:
+    """Why the user's model ``name`` cannot be a sweep family (its module or callable cannot be
+    imported), or None; whether it builds and runs is checked with the space's every model."""
+    try:
+        models.model_arguments(name)
+    except models.UserModelError as err:
+        return err.detail
+    return None
 
 
 @dataclass(frozen=True)
@@ -286,9 +302,10 @@ class Space:
         if found is None:
             return None
         name, param = found
-        widths = self.widths(family)
+        widths = [w for w in self.widths(family) if w is not None]  # None: a user's model without a default
         allowed = {w: [g for g in param.values() if w % g == 0] for w in widths}
-        sub = allowed.get(width) or [g for g in param.values() if width % g == 0]
+        sub = param.values() if width is None else allowed.get(width) or [g for g in param.values()
+                                                                             if width % g == 0]
         if not sub:
             raise models.ModelConfigError(f"{family}: no groups value of {param.values()} divides base_width "
                                           f"{width}")
@@ -298,8 +315,7 @@ class Space:
     def widths(self, family: str) -> list[int]:
         found = self.param(family, "base_width")
         if found is None:
-            default = model_entrypoint(family).__wrapped__
-            return [_constructor_default(default, "base_width")]
+            return [argument_default(family, "base_width")]
         return found[1].values()
 
     def to_toml(self) -> dict:
@@ -328,8 +344,8 @@ class Space:
                 continue
             if key == "finetune_epochs" and fields.get("prune_mode", "finetune") != "finetune":
                 continue
-            if key == "groups":
-                width = kwargs.get("base_width", self.widths(family)[0])
+            if key == "groups" and self.applies(family, key):
+                width = kwargs["base_width"] if "base_width" in kwargs else self.widths(family)[0]
                 found = self.groups_for(family, width)
             else:
                 found = self.param(family, key)
@@ -371,15 +387,6 @@ def _label(family: str, kwargs: dict, fields: dict) -> str:
     return ModelSpec(name=family, kwargs=kwargs, **fields).label
 
 
-def _constructor_default(fn, key: str):
-    import inspect
-
-    sig = inspect.signature(fn, eval_str=True)
-    cls = sig.return_annotation
-    params = inspect.signature(cls).parameters if key not in sig.parameters else sig.parameters
-    return params[key].default
-
-
 def _draw(trial: optuna.Trial, name: str, param: Param):
     if param.is_fixed:
         return param.fixed
@@ -409,7 +416,7 @@ def read_space(raw, where: str, problems: list[str]) -> Space | None:
             param = read_param(key, value, at, problems)
             if param is not None:
                 shared[key] = param
-        elif isinstance(value, dict) and key in models.list_models():
+        elif isinstance(value, dict) and (key in models.list_models() or models.is_reference(key)):
             subtables[key] = value
         else:
             close = difflib.get_close_matches(key, list(KEYS) + known, n=1)
@@ -420,7 +427,10 @@ def read_space(raw, where: str, problems: list[str]) -> Space | None:
         problems.append(f"{at}: missing key 'family' (choose from {', '.join(known)})")
     elif family is not None:
         for name in family.values():
-            if name not in known:
+            if is_user_model(name):
+                if problem := user_family_problem(name):
+                    problems.append(f"{at} family {name!r}: {problem}")
+            elif name not in known:
                 close = difflib.get_close_matches(str(name), known, n=1)
                 problems.append(f"{at} family: {name!r} is not a model family a sweep can size"
                                 + (f" (did you mean {close[0]!r}?)" if close else "")
@@ -460,7 +470,8 @@ def read_space(raw, where: str, problems: list[str]) -> Space | None:
             continue
         if found[1].values() is None or any(g < 1 for g in found[1].values()):
             continue
-        bad = [w for w in space.widths(fam) if not any(w % g == 0 for g in found[1].values())]
+        values = found[1].values()
+        bad = [w for w in space.widths(fam) if w is not None and not any(w % g == 0 for g in values)]
         if bad:
             problems.append(f"{at} groups: no value of {found[1].values()} divides base_width "
                             f"{', '.join(map(str, bad))} of {fam!r}; add 1 or narrow base_width")

@@ -171,7 +171,7 @@ def apply_family_overrides(raw: dict, overrides: Sequence[str]) -> tuple[dict, l
         elif len(parts) != 3 or not all(parts) or parts[1] in KEYS:
             problems.append(f"--set {text!r}: use search.KEY=VALUE or search.FAMILY.KEY=VALUE (a setting "
                             "of one family, as in a [search.FAMILY] table)")
-        elif parts[1] not in models.list_models():
+        elif parts[1] not in models.list_models() and not models.is_reference(parts[1]):
             close = difflib.get_close_matches(parts[1], families(), n=1)
             problems.append(f"--set {text!r}: {parts[1]!r} is not a model family"
                             + (f" (did you mean {close[0]!r}?)" if close else "")

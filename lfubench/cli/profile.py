@@ -1,5 +1,10 @@
 """``lfubench profile``: latency, throughput and peak memory (and MACs) of zoo models, in each runtime.
 
+A model is a zoo name or a user's own model (``package.module:callable``, e.g. ``mynet:build`` for
+``build`` in ``mynet.py`` of the working folder; or an entry-point model): built with ``in_channels``
+from ``--input`` unless given, and given one dry forward at the input size (``models.check_forward``)
+before anything is measured.
+
 One call measures one or more models (``MODEL [KEY=VALUE ...]`` repeated, or ``--all`` with an
 optional ``--pattern``) over a grid of runtimes (``--runtime torch,compile,onnxruntime,openvino``,
 ``tensorrt`` on CUDA), quantizations (``--quantize none,int8``), batch sizes, precisions and modes:
@@ -29,6 +34,7 @@ from lfubench.bench.errors import LfubenchError
 from lfubench.bench.latency import MODES, PRECISIONS, Timing, profile
 from lfubench.bench.runtimes import QUANTIZE, check_runtimes
 from lfubench.bench.runtimes import RUNTIMES as RUNTIME_NAMES
+from lfubench.models._registry import is_user_model
 from lfubench.reports.text import FORMATS, format_rows
 
 from .args import parse_kwargs, parse_list, parse_shape
@@ -73,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "targets",
         nargs="*",
         metavar="MODEL [KEY=VALUE ...]",
-        help="model names (see lfubench zoo), each followed by its constructor arguments; omit with --all",
+        help="model names (see lfubench zoo) or your own as package.module:callable, each followed by its "
+        "constructor arguments; omit with --all",
     )
     p.add_argument("--all", action="store_true", help="every zoo model at its default widths")
     p.add_argument("--pattern", default=None, help="with --all: only the models matching this wildcard")
@@ -166,9 +173,13 @@ def build_all(targets: list[tuple[str, dict]], attrs: dict, shape: tuple[int, in
     the last model's arguments stops the run at once: ``(display name, settings, model, input)``."""
     out = []
     for name, kwargs in targets:
-        model = build(name, kwargs, attrs)
-        out.append((display_name(name, kwargs, attrs), {**kwargs, **attrs}, model,
-                    fit_input(model, shape, own_channels)))
+        user = is_user_model(name)
+        given = {"in_channels": shape[0], **kwargs} if user and not own_channels else kwargs
+        model = build(name, given, attrs)
+        ishape = fit_input(model, shape, own_channels)
+        if user:
+            models.check_forward(model, ishape)
+        out.append((display_name(name, kwargs, attrs), {**kwargs, **attrs}, model, ishape))
     return out
 
 
@@ -181,8 +192,8 @@ def parse_targets(tokens: list[str]) -> list[tuple[str, dict]]:
     """``["lfunet", "base_width=8", "unet"]`` -> ``[("lfunet", {"base_width": 8}), ("unet", {})]``.
 
     A token without ``=`` starts a model; the first token must be one. A later token without ``=``
-    must be a registered model name (an unknown first name is left to ``models.create_model``,
-    which suggests close matches).
+    must be a registered model name or a reference ``package.module:callable`` (an unknown first
+    name is left to ``models.create_model``, which suggests close matches).
     """
     groups: list[tuple[str, list[str]]] = []
     known = set(models.list_models())
@@ -191,7 +202,7 @@ def parse_targets(tokens: list[str]) -> list[tuple[str, dict]]:
             if not groups:
                 raise LfubenchError(f"the first argument must be a model name, got {token!r}")
             groups[-1][1].append(token)
-        elif not groups or token in known:
+        elif not groups or token in known or models.is_reference(token):
             groups.append((token, []))
         else:
             close = difflib.get_close_matches(token, known, n=3, cutoff=0.6)

@@ -1,4 +1,8 @@
-"""``lfubench zoo``: every registered model with its parameter count and GMACs.
+"""``lfubench zoo``: every registered model with its source, parameter count and GMACs.
+
+The source (``models.model_source``) says where a model comes from: lfubench, an authors' preset,
+nnU-Net, MONAI, smp, or ``user`` for a model an installed package registers in the entry-point group
+``lfubench.models``.
 
 A mistake in the arguments (a bad ``--input``, a ``--pattern`` matching nothing) raises
 :class:`bench.errors.LfubenchError`: one line, exit 2.
@@ -21,7 +25,7 @@ from .profile import fit_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("zoo", help="list the registered models with parameters and GMACs")
+    p = sub.add_parser("zoo", help="list the registered models with their source, parameters and GMACs")
     p.add_argument("--input", default="3x256x256",
                    help="CxHxW input size (default 3x256x256); each model is fed its own "
                    "default number of input channels at HxW")
@@ -31,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def zoo_rows(input_shape: tuple[int, int, int], pattern: str = "*") -> list[dict]:
-    """One row per registered model matching ``pattern``: name, input channels, classes, parameters,
-    GMACs; each model at its own ``in_channels`` and the H x W of ``input_shape``."""
+    """One row per registered model matching ``pattern``: name, source, input channels, classes,
+    parameters, GMACs; each model at its own ``in_channels`` and the H x W of ``input_shape``."""
     rows = []
     torch.manual_seed(0)
     for name in models.list_models(pattern):
@@ -40,6 +44,7 @@ def zoo_rows(input_shape: tuple[int, int, int], pattern: str = "*") -> list[dict
         shape = fit_input(model, input_shape, own_channels=True)
         rows.append({
             "model": name,
+            "source": models.model_source(name),
             "in_channels": model.in_channels,
             "num_classes": model.num_classes,
             "params": count_params(model),
