@@ -66,6 +66,9 @@ def test_model_peak_is_at_least_the_weights_and_grows_with_the_input(name):
     assert activations[0] > 2 * activations[1]  # four times the pixels
     train = model_peak_mb(model, torch.randn(1, c, 32, 32), mode="train")
     assert train.peak_mb > 3 * small.weights_mb  # weights + gradients + Adam's two moments
+    assert train.peak_mb > small.peak_mb  # the backward keeps the forward's activations
+    train_large = model_peak_mb(model, torch.randn(1, c, 64, 64), mode="train")
+    assert train_large.peak_mb > train.peak_mb
 
 
 def test_the_model_is_left_untouched_and_a_bad_mode_is_named():
