@@ -142,9 +142,8 @@ def dataset_for(kind: str, root: str | Path | None = None) -> Dataset:
     own = dataset.for_root(Path(root))
     if own is dataset:
         return dataset
-    known = FOLDERS.get(own.kind)
-    if known is not None and getattr(known, "description", None) == getattr(own, "description", None):
-        return known  # read again, unchanged: keep the one already in use (and what it computed)
+    if own.kind in FOLDERS:  # a folder's kind names its facts: keep the one in use (and what it computed)
+        return FOLDERS[own.kind]
     return register_folder_dataset(own)
 
 

@@ -9,7 +9,9 @@ Layout (one folder ``DatasetXXX_Name``, nnU-Net's ``documentation/dataset_format
 
 Unlike LiTS and BraTS, the facts come from the folder: :meth:`NnUNet.for_root` reads
 ``dataset.json`` and returns a dataset of that folder's own (registered under a kind of its own,
-``nnunet-<folder>-<6 hex digits of its path>``, by :func:`bench.datasets.dataset_for`):
+``nnunet-<folder>-<6 hex digits of its path and description>``, by
+:func:`bench.datasets.dataset_for`; the kind names the slice cache, so a changed dataset.json
+makes a new one):
 
 - channels: ``channel_names`` in index order (``"0": "T2", "1": "ADC"``), any number; the model's
   input channels (no adjacent slices).
@@ -48,6 +50,7 @@ and the region ``whole`` = [1, 2] (:data:`PHANTOM_JSON`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -240,11 +243,13 @@ def _region_masks(table: dict[str, tuple[int, ...]], allowed: tuple[int, ...], l
         yield name, np.isin(arr, values)
 
 
-def _kind_of(root: Path) -> str:
-    """A folder's own kind: ``nnunet-<folder name>-<6 hex digits of its resolved path>``."""
+def _kind_of(root: Path, description: Description) -> str:
+    """A folder's own kind: ``nnunet-<folder name>-<6 hex digits>`` of its resolved path and its
+    description, so that a changed dataset.json names another slice cache."""
     resolved = root.resolve()
     tag = re.sub(r"[^\w.-]", "_", resolved.name) or "root"
-    return f"{NnUNet.kind}-{tag}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:6]}"
+    key = json.dumps([str(resolved), dataclasses.asdict(description)], sort_keys=True)
+    return f"{NnUNet.kind}-{tag}-{hashlib.sha256(key.encode()).hexdigest()[:6]}"
 
 
 class NnUNet(Dataset):
@@ -268,7 +273,7 @@ class NnUNet(Dataset):
             meta = {**PHANTOM_JSON, "file_ending": ".nii.gz", "numTraining": 1}
             description, _ = describe(meta, "phantom")
         self.description, self.root = description, root
-        self.kind = _kind_of(root) if root is not None else type(self).kind
+        self.kind = _kind_of(root, description) if root is not None else type(self).kind
         self.title = description.name
         self.channels = description.channels
         self.in_channels = len(description.channels)

@@ -71,6 +71,17 @@ def test_a_folder_gives_its_own_dataset_from_dataset_json(clean):
     assert dataset_for("phantom-nnunet", clean) is DATASETS["nnunet"]
 
 
+def test_a_changed_dataset_json_is_another_kind(root):
+    """The kind names the slice cache: a cache made under other facts is never reused."""
+    before = dataset_for("nnunet", root)
+    meta = _meta(root)
+    meta["channel_names"]["1"] = "noNorm"
+    _write_meta(root, meta)
+    after = dataset_for("nnunet", root)
+    assert after.kind != before.kind and after.kind.startswith("nnunet-Dataset901_Phantom-")
+    assert (before.normalisation(1), after.normalisation(1)) == ("zscore", "none")
+
+
 def test_cases_read_back_exactly(clean):
     cases, problems = verify_dataset("nnunet", clean)
     assert problems == [] and [c.case_id for c in cases] == [f"prostate_{i:03d}" for i in range(5)]
