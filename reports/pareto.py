@@ -1,6 +1,6 @@
-"""Pareto plots: accuracy against a cost (parameters, GMACs, latency), with the non-dominated
-front drawn (a point is on it when no other point is as cheap or cheaper and more accurate)
-and point labels moved apart by ``adjustText`` so that none overlaps another.
+"""Pareto plots: accuracy against a cost (parameters, GMACs, latency, the model's own peak memory),
+with the non-dominated front drawn (a point is on it when no other point is as cheap or cheaper
+and more accurate) and point labels moved apart by ``adjustText`` so that none overlaps another.
 
 The latency axis is one runtime's (:func:`pareto_runtime`): by default the first runtime other
 than PyTorch eager that the run measured (the one a reader deploys with), else PyTorch eager;
@@ -20,7 +20,8 @@ from .aggregate import PRIMARY_RUNTIME, primary_config, with_stage
 from .plotting import family_colors, file_name, plain, plt, save_figure
 from .schema import ROW_KEYS, ReportInputError
 
-COSTS = {"params": "parameters", "gmacs": "GMACs", "latency_ms": "latency (ms)"}
+COSTS = {"params": "parameters", "gmacs": "GMACs", "latency_ms": "latency (ms)",
+         "peak_mb": "model peak memory (MiB)"}  # the model's own tensor memory, never the process RSS
 
 #: the runtime of rows recorded before runtimes were, and of the results table's latency
 EAGER = PRIMARY_RUNTIME["runtime"]

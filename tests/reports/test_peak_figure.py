@@ -151,7 +151,7 @@ def test_the_peak_caption_states_the_configuration_and_the_conventions():
     assert "at input 3x256x256, fp32, channels_last, on cpu, 1 thread;" in caption  # the stored sentence
 
 
-def test_the_report_plots_the_chosen_runtime_and_adds_the_peak_figure(tmp_path):
+def test_the_report_plots_the_chosen_runtime_and_adds_the_peak_figure(tmp_path, monkeypatch):
     from lfubench.reports.build import Written, build_outputs
     from lfubench.reports.document import Doc
     from lfubench.reports.inputs import ReportInputs
@@ -166,9 +166,20 @@ def test_the_report_plots_the_chosen_runtime_and_adds_the_peak_figure(tmp_path):
     with pytest.raises(ReportInputError, match="--runtime openvino"):
         build_outputs(inputs, tmp_path / "bad", pdf=False, runtime="openvino")
     assert not (tmp_path / "bad" / "table.md").exists()  # refused before anything was written
+    from lfubench.reports import build
+
+    plotted = []
+    real = build.write_pareto_plots
+    monkeypatch.setattr(build, "write_pareto_plots", lambda points, *a, **k: plotted.append(
+        (points, k["runtime"])) or real(points, *a, **k))
     written = build_outputs(inputs, tmp_path / "out", pdf=False)
     names = {p.name for p in written["figures"]}
-    assert {"pareto_lits_latency_ms.pdf", "peak_lits.pdf", "peak_lits.png"} <= names
+    assert {"pareto_lits_latency_ms.pdf", "pareto_lits_peak_mb.pdf", "peak_lits.pdf"} <= names
+    (points, runtime), = plotted
+    assert runtime == "onnxruntime" and points["latency_ms"].tolist() == [100.5, 250.5]
+    assert points["peak_mb"].tolist() == [0.8, 32.0]  # the models' own memory
+    build_outputs(inputs, tmp_path / "eager", pdf=False, runtime="torch")
+    assert plotted[1][1] == "torch" and plotted[1][0]["latency_ms"].tolist() == [200.5, 300.5]
     from lfubench.reports.build import Figure
 
     fig = Figure(tmp_path / "out" / "peak_lits.pdf", "peak", peak_caption(items, eff, "lits"))
