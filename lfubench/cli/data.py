@@ -115,8 +115,9 @@ def run_verify(args: argparse.Namespace) -> int:
         rows = [{"case": p.case, "file": p.file, "problem": p.message} for p in problems]
         print(format_rows(rows, args.format))
     if problems:
-        bad = len({p.case for p in problems})
-        raise LfubenchError(f"{len(problems)} problem(s) in {bad} of {len(cases)} case(s) under {args.root}")
+        bad = len({p.case for p in problems if p.case != "-"})  # "-": the dataset's own files (dataset.json)
+        where = f"{bad} of {len(cases)} case(s)" if cases else "the dataset's files"
+        raise LfubenchError(f"{len(problems)} problem(s) in {where} under {args.root}")
     if args.format == "text":
         print(f"ok: {len(cases)} {args.dataset} case(s) under {args.root}, no problems")
     return 0

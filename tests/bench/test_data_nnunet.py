@@ -235,6 +235,17 @@ def test_verify_command_lists_each_problem_and_fails(root, capsys):
     assert "2 problem(s) in 2 of 5 case(s)" in err
 
 
+def test_verify_command_on_a_bad_dataset_json(root, capsys):
+    meta = _meta(root)
+    meta["file_ending"] = ".mha"
+    _write_meta(root, meta)
+    assert cli.main(["data", "verify", "nnunet", str(root)]) == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["case -: dataset.json: file_ending '.mha' is not read by lfubench "
+                                "(NIfTI only: .nii.gz, .nii)"]
+    assert f"1 problem(s) in the dataset's files under {root}" in err
+
+
 #: a change to dataset.json, and the one line it must give
 JSON_FAULTS = {
     "missing key": (lambda m: m.pop("file_ending"), "missing key 'file_ending'"),
