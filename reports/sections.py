@@ -135,9 +135,9 @@ def tuning_section(doc: Doc, inputs: ReportInputs) -> None:
     cols = ["Dataset", "Model", *(h for _, h, _ in shown), "Val Dice", "Trials", "Tuning steps", "Tuning s"]
     doc.table(Display("tuning", cols, rows, numeric=[False, False] + [True] * (len(cols) - 2)),
               caption="The values each model's tuning chose on validation Dice (per seed where seeds chose "
-              "differently), the delivered model's best validation Dice (mean over seeds), and what the "
-              "search spent (trials, steps and seconds summed over the model's items, the kept winning "
-              "trials included).")
+              "differently), in place of the training settings' values; the delivered model's best "
+              "validation Dice (mean over seeds); and what the search spent (trials, steps and seconds "
+              "summed over the model's items, the kept winning trials included).")
     doc.para(f"Tuning spent {number_cell(int(tuned['tune_steps'].sum()))} steps and "
              f"{number_cell(float(tuned['tune_seconds'].sum()))} s in all over {len(tuned)} item"
              f"{'s' if len(tuned) != 1 else ''}; each trial's values, validation Dice, steps and seconds are "
