@@ -1,5 +1,6 @@
 """A tiny plan measured in PyTorch and ONNX Runtime, unquantized and int8, through ``lfubench bench``
-to its report: the efficiency rows of every runtime, the deployment table and the PDF."""
+to its report: the efficiency rows of every runtime, the int8 model scored on the test cases beside
+the fp32 model, the deployment table with the int8 gate, and the PDF."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 
 from lfubench.cli import main
+from lfubench.reports.document import escape
 
 from ._plans import TINY_SECTIONS
 
@@ -57,5 +59,31 @@ def test_a_plan_measured_in_two_runtimes_reports_each(tmp_path):
     assert sorted(zip(rows["runtime"], rows["quantize"], strict=True)) == [
         ("onnxruntime", "int8"), ("onnxruntime", "none"), ("torch", "none")]
     assert (out / "deployment.tex").read_text().count(r"\begin{table}") == 1
-    assert "= Deployment" in (out / "report.typ").read_text()
+    typ = (out / "report.typ").read_text()
+    assert "= Deployment" in typ
     assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
+
+    # the int8 model scored on the test cases by the same evaluation, beside the fp32 model's rows
+    res = pd.read_csv(out / "results.csv")
+    assert sorted(set(zip(res["runtime"], res["quantize"], strict=True))) == [("onnxruntime", "int8"),
+                                                                              ("torch", "none")]
+    key = ["case", "region", "metric"]
+    fp32 = res[res["quantize"] == "none"].set_index(key)["value"]
+    int8 = res[res["quantize"] == "int8"].set_index(key)["value"]
+    assert list(int8.index) == list(fp32.index) and len(fp32) == 4  # one test case x 2 regions x 2 metrics
+    dice_fp32, dice_int8 = fp32.xs("dice", level="metric"), int8.xs("dice", level="metric")
+    assert dice_fp32.max() > 0 and (dice_int8 - dice_fp32).abs().max() < 0.05
+    # the results table is the fp32 model's alone
+    assert table.loc[0, "dice liver"] == pytest.approx(dice_fp32.xs("liver", level="region").mean())
+    # the gate: int8 Dice / fp32 Dice per region (one test case: the ratio of its values)
+    gate = rows[rows["quantize"] == "int8"].iloc[0]
+    verdict = True
+    for region in ("liver", "tumor"):
+        a, b = dice_int8.xs(region, level="region").mean(), dice_fp32.xs(region, level="region").mean()
+        if b > 0:
+            assert gate[f"int8/fp32 dice {region}"] == pytest.approx(a / b)
+        verdict &= b > 0 and a / b >= 0.99
+    assert gate["gate 99%"] == ("pass" if verdict else "fail")
+    assert pd.isna(rows[rows["quantize"] == "none"]["gate 99%"]).all()
+    for text in ("int8/fp32 Dice liver", "int8/fp32 Dice tumor", "Gate 99%", "Gate 99.9%", "lits: Each"):
+        assert text in md and escape(text) in typ, text  # in the PDF's source too, its caption naming lits
