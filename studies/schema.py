@@ -63,7 +63,16 @@ RETIRED = {
 
 @dataclass
 class MeasureSpec:
-    """How latency and memory are measured for every item and pruning level."""
+    """How latency and memory are measured for every item and pruning level.
+
+    With ``int8`` in ``quantize``, every runtime of ``runtimes`` that runs int8 times the model
+    quantized after training (calibrated on training slices of the item's dataset), and each of
+    them that quantizes on the CPU (:data:`bench.quantize.SCORED_RUNTIMES`: ``onnxruntime``, its
+    QDQ model on the CPU execution provider; ``openvino``, its NNCF model) also scores it on the
+    test cases by the same evaluation as the model as trained, at every level and stage (results
+    rows with ``quantize`` ``int8`` and that ``runtime``), for the int8 gate of the report's
+    deployment table. A plan whose runtimes include neither scores no int8 model.
+    """
 
     device: str = field(default="cpu", metadata={"choices": ("cpu", "cuda")})
     batch_sizes: list[int] = field(default_factory=lambda: [1], metadata={"each_min": 1, "length": (1, None)})
