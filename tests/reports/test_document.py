@@ -190,7 +190,8 @@ def test_dollar_signs_in_labels_datasets_and_cases_render_literally(tmp_path):
         df["dataset"] = "lits $a$ & $b_c_d$"
     results["case"] = "$" + results["case"] + "_x_y$"
     written = build_outputs(ReportInputs(results, efficiency, items, "t"), tmp_path / "out")
-    assert len(written["figures"]) == 2 * 6  # pareto x3, levels, cases, overlays; PDF and PNG
+    assert len(written["figures"]) == 2 * 7  # pareto x4 (params, GMACs, latency, memory), levels, cases,
+    # overlays; PDF and PNG
     text = pdf_text(tmp_path / "out" / "report.pdf")
     assert "U-$Net w8$ & #1$" in text and "lits $a$ & $b_c_d$" in text and "UNet++ $5" in text
     tex = (tmp_path / "out" / "table.tex").read_text()
