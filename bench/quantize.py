@@ -1,4 +1,4 @@
-"""int8 post-training quantization of an exported model, and the int8 accuracy gate.
+"""int8 post-training quantization of an exported model, and the quantized model as a predictor.
 
 - **ONNX Runtime**: static quantization in QDQ format (QuantizeLinear/DequantizeLinear pairs around
   every quantized operator, which the CPU execution provider fuses into int8 kernels), weights int8
