@@ -341,10 +341,10 @@ def run_item(item: Item, plan: Plan, run_dir: str | Path, progress: bool = True,
         pruning = model.prune_report
         tune = finetune_config(config, spec)
         if (tune.steps or tune.epochs) and spec.finetune_epochs != 0:
-            tuned = train(model, train_set, val_set, num_classes, tune, out / "finetune")
-            train_info["finetune"] = _train_info(tuned, tune)
-            train_info["seconds"] += tuned.seconds
-            checkpoint = tuned.checkpoint
+            finetuned = train(model, train_set, val_set, num_classes, tune, out / "finetune")
+            train_info["finetune"] = _train_info(finetuned, tune)
+            train_info["seconds"] += finetuned.seconds
+            checkpoint = finetuned.checkpoint
         else:
             torch.save(model.state_dict(), out / "pruned.pt")
             checkpoint = str(out / "pruned.pt")
