@@ -115,10 +115,10 @@ def register_model(fn: Callable[..., torch.nn.Module] | None = None, *,
 def model_source(name: str) -> str:
     """Where the model ``name`` comes from (one of :data:`SOURCES`): ``user`` for a reference
     (``package.module:callable``, not imported here) and an entry-point model."""
-    if is_reference(name):
+    if is_user_model(name):  # known without importing it
         return "user"
     model_entrypoint(name)
-    return _SOURCES.get(name, "user")
+    return _SOURCES[name]
 
 
 def list_models(pattern: str = "*") -> list[str]:
