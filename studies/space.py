@@ -67,7 +67,8 @@ class SearchSpec:
     built model nor its pruning, so the check of a study file tries one value), ``doc``."""
 
     family: Any = field(default=None, metadata={
-        "kind": str, "kwarg": False, "doc": "registered model families that take base_width (required)"})
+        "kind": str, "kwarg": False,
+        "doc": "registered model families that take base_width, or your own (module:callable); required"})
     base_width: Any = field(default=None, metadata={"kind": int, "min": 1, "kwarg": True})
     groups: Any = field(default=None, metadata={
         "kind": int, "min": 1, "kwarg": True, "doc": "only values dividing the width are drawn"})
