@@ -4,10 +4,12 @@ the original authors' forward functions.
 ``create_model(name, **kwargs)`` builds a registered model named ``name``; a bad model
 configuration raises ``ModelConfigError`` (a ``ValueError``; ``UnknownModelError`` for an
 unknown name is one too). ``prune_channels(model, ratio)`` returns a channel-pruned, genuinely
-smaller model of the same family (:mod:`models.pruning`).
+smaller model of the same family (:mod:`models.pruning`). The outside baselines (nnU-Net's,
+MONAI's and smp's U-Nets: :mod:`models.nnunet`, :mod:`models.monai`, :mod:`models.smp`) are
+registered always and need the extra ``baselines`` to be built.
 """
 
-from . import lfunet, unet, unet3p, unetpp  # noqa: F401  (registers the models)
+from . import lfunet, monai, nnunet, smp, unet, unet3p, unetpp  # noqa: F401  (registers the models)
 from ._registry import (
     SOURCES,
     check_forward,

@@ -93,10 +93,22 @@ class PruneReport:
         return {**asdict(self), "param_ratio": self.param_ratio}
 
 
+def described(model: nn.Module) -> bool:
+    """Whether ``model`` has lfubench's channel description (``channel_layers``), which
+    :func:`prune_channels` prunes natively; other models go to :mod:`models.outside_pruning`."""
+    return isinstance(model, SegmentationNet) and \
+        type(model).channel_layers is not SegmentationNet.channel_layers
+
+
 def _check(model, ratio, importance, scope) -> None:
     name = getattr(model, "model_name", type(model).__name__)
     if not isinstance(model, SegmentationNet) or not model.config:
         raise ModelConfigError(f"{name}: prune_channels needs a zoo model built by models.create_model")
+    check_arguments(name, ratio, importance, scope)
+
+
+def check_arguments(name: str, ratio, importance, scope) -> None:
+    """``ModelConfigError`` naming the model ``name`` for a bad ratio, importance or scope."""
     if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= MAX_RATIO:
         raise ModelConfigError(f"{name}: prune ratio must be a number in [0, {MAX_RATIO}], got {ratio!r}")
     if importance not in IMPORTANCE:
@@ -252,10 +264,18 @@ def prune_channels(model: SegmentationNet, ratio: float, *, importance: str = "l
         it) and ``prune_report`` (:class:`PruneReport`). In eval mode its output equals the
         original's with the removed channels zeroed (:func:`zero_removed`).
 
+    A model without lfubench's channel description (an outside baseline, a user's model) is
+    pruned by Torch-Pruning instead, or refused in one line: :mod:`models.outside_pruning`.
+
     Raises:
         ModelConfigError: a model not built by the registry, a ratio outside [0, 0.9], an
             unknown importance or scope, or ``bn`` importance on a layer without batch norm.
     """
+    if not described(model):  # a model outside lfubench's channel description: Torch-Pruning
+        from .outside_pruning import prune_outside
+
+        return prune_outside(model, ratio, importance=importance, scope=scope,
+                             example_input=example_input, seed=seed)
     _check(model, ratio, importance, scope)
     start = time.perf_counter()
     g = graph(model.channel_layers())
