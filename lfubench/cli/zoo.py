@@ -29,17 +29,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", default="3x256x256",
                    help="CxHxW input size (default 3x256x256); each model is fed its own "
                    "default number of input channels at HxW")
-    p.add_argument("--pattern", default="*", help="wildcard on model names (default *)")
+    p.add_argument("--pattern", default="*", help="wildcard on model names (default *), or one model of your "
+                   "own as module:callable")
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default md)")
     p.set_defaults(func=run)
 
 
 def zoo_rows(input_shape: tuple[int, int, int], pattern: str = "*") -> list[dict]:
-    """One row per registered model matching ``pattern``: name, source, input channels, classes,
-    parameters, GMACs; each model at its own ``in_channels`` and the H x W of ``input_shape``."""
+    """One row per registered model matching ``pattern`` (or the one user's model ``pattern`` names
+    as ``module:callable``): name, source, input channels, classes, parameters, GMACs; each model at
+    its own ``in_channels`` and the H x W of ``input_shape``."""
     rows = []
     torch.manual_seed(0)
-    for name in models.list_models(pattern):
+    for name in [pattern] if models.is_reference(pattern) else models.list_models(pattern):
         model = models.create_model(name)
         shape = fit_input(model, input_shape, own_channels=True)
         rows.append({
@@ -55,7 +57,7 @@ def zoo_rows(input_shape: tuple[int, int, int], pattern: str = "*") -> list[dict
 
 def run(args: argparse.Namespace) -> int:
     shape = parse_shape(args.input)
-    if not models.list_models(args.pattern):
+    if not models.is_reference(args.pattern) and not models.list_models(args.pattern):
         raise LfubenchError(f"no model matches --pattern {args.pattern!r}; the zoo: "
                             f"{', '.join(models.list_models())}")
     rows = zoo_rows(shape, args.pattern)

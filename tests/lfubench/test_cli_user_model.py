@@ -64,3 +64,11 @@ def test_zoo_shows_an_entry_point_model_as_the_user_s(capsys, tmp_path, monkeypa
     header = next(i for i, line in enumerate(lines) if line.startswith("model,"))
     assert lines[header].startswith("model,source,") and lines[header + 1].startswith("lfunet,lfubench,")
     assert lines[header + 2].startswith("lfunet_deng2023,authors' preset,")
+
+
+def test_zoo_shows_a_model_by_reference(capsys, mod):
+    assert main(["zoo", "--pattern", f"{mod}:build", "--input", "3x32x32", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert row["model"] == f"{mod}:build" and row["source"] == "user"
+    conv, norm, classifier = 3 * 9 * 4 + 4, 2 * 4, 4 * 3 + 3  # base_width 4, 3 channels, 3 classes
+    assert row["params"] == count_params(models.create_model(f"{mod}:build")) == conv + norm + classifier
