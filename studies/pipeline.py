@@ -180,7 +180,7 @@ def item_conventions(dataset: DatasetSpec, plan: Plan, input_shape: str) -> dict
     deployment = None
     if deploys(plan):
         deployment = "; ".join([conventions.RUNTIMES, *([conventions.INT8] if "int8" in m.quantize else []),
-                                conventions.MODEL_MEMORY, conventions.PEAK,
+                                conventions.MODEL_MEMORY, conventions.PEAK, conventions.INTENSITY,
                                 *([conventions.ENERGY] if m.energy else [])])
     return {"conv_scores": conventions.SCORES, "conv_empty": conventions.empty_rule(dataset.empty),
             "conv_params": conventions.PARAMS, "conv_macs": conventions.MACS, "conv_latency": lat,
