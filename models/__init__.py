@@ -10,6 +10,7 @@ registered always and need the extra ``baselines`` to be built.
 """
 
 from . import lfunet, monai, nnunet, smp, unet, unet3p, unetpp  # noqa: F401  (registers the models)
+from ._outside import OUTSIDE_SOURCES
 from ._registry import (
     SOURCES,
     check_forward,
@@ -26,6 +27,7 @@ from .pruning import prune_channels, zero_removed
 
 __all__ = [
     "ModelConfigError",
+    "OUTSIDE_SOURCES",
     "SOURCES",
     "SegmentationNet",
     "UnknownModelError",

@@ -21,6 +21,9 @@ from .errors import ModelConfigError
 #: the extra that installs the outside baselines' libraries
 EXTRA = "baselines"
 
+#: the registry sources (``models.SOURCES``) of the outside baselines
+OUTSIDE_SOURCES = ("nnU-Net", "MONAI", "smp")
+
 
 def require(model: str, module: str, package: str) -> ModuleType:
     """Import ``module`` (of the pip package ``package``) for ``model``; a missing or broken

@@ -170,13 +170,21 @@ def build(name: str, kwargs: dict, attrs: dict) -> torch.nn.Module:
 def build_all(targets: list[tuple[str, dict]], attrs: dict, shape: tuple[int, int, int],
               own_channels: bool) -> list[tuple[str, dict, torch.nn.Module, tuple[int, int, int]]]:
     """Every model built and its input checked before anything is measured, so that a mistake in
-    the last model's arguments stops the run at once: ``(display name, settings, model, input)``."""
+    the last model's arguments stops the run at once: ``(display name, settings, model, input)``.
+    With ``own_channels`` (``--all``) an outside baseline that cannot run here (its library is
+    missing, or it does not take the input size) is skipped with a warning naming why."""
     out = []
     for name, kwargs in targets:
         user = is_user_model(name)
         given = {"in_channels": shape[0], **kwargs} if user and not own_channels else kwargs
-        model = build(name, given, attrs)
-        ishape = fit_input(model, shape, own_channels)
+        try:
+            model = build(name, given, attrs)
+            ishape = fit_input(model, shape, own_channels)
+        except (models.ModelConfigError, LfubenchError) as err:
+            if user or not own_channels or models.model_source(name) not in models.OUTSIDE_SOURCES:
+                raise
+            log.warning("--all: %s skipped: %s", name, err)
+            continue
         if user:
             models.check_forward(model, ishape)
         out.append((display_name(name, kwargs, attrs), {**kwargs, **attrs}, model, ishape))

@@ -30,7 +30,7 @@ def _pruned():
 
 #: every family and preset at its defaults, every pruning level below 4, a channel-pruned model
 CASES = (
-    [(name, {}) for name in models.list_models()]
+    [(name, {}) for name in models.list_models() if models.model_source(name) not in models.OUTSIDE_SOURCES]
     + [(name, {"prune_level": k}) for name in ("lfunet", "unetpp") for k in (1, 2, 3)]
     + [("lfunet w16 channel-pruned 0.5", None)]
 )

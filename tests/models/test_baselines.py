@@ -36,7 +36,7 @@ def needs(name: str):
     return pytest.mark.skipif(not _importable(module), reason=f"{module} is not importable here")
 
 
-BASELINES = [n for n in models.list_models() if models.model_source(n) in ("nnU-Net", "MONAI", "smp")]
+BASELINES = [n for n in models.list_models() if models.model_source(n) in models.OUTSIDE_SOURCES]
 
 # small configurations, quick to train and prune; each name's input side
 SMALL = {

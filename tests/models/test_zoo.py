@@ -13,7 +13,7 @@ from .test_baselines import SMALL, needs  # the outside baselines: small configu
 
 NAMES = models.list_models()
 #: the outside baselines (extra baselines): skipped where their library does not import
-OUTSIDE = [name for name in NAMES if models.model_source(name) in ("nnU-Net", "MONAI", "smp")]
+OUTSIDE = [name for name in NAMES if models.model_source(name) in models.OUTSIDE_SOURCES]
 ALL = [pytest.param(name, marks=needs(name)) if name in OUTSIDE else name for name in NAMES]
 PRUNABLE = [name for name in NAMES if name.startswith(("unetpp", "lfunet"))]
 
