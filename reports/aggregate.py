@@ -58,8 +58,10 @@ _LONG_KEYS = [*ROW_KEYS, "measure", "region", "statistic", "value"]
 
 
 def family(model: str) -> str:
-    """The model family of a registered name (``unet_zhou2018`` -> ``unet``)."""
-    return str(model).split("_")[0]
+    """The model family of a registered name (``unet_zhou2018`` -> ``unet``); a user's
+    ``module:callable`` reference is its own family."""
+    model = str(model)
+    return model if ":" in model else model.split("_")[0]
 
 
 def with_stage(df: pd.DataFrame) -> pd.DataFrame:

@@ -307,3 +307,10 @@ def test_a_bar_in_a_label_keeps_the_markdown_table_whole():
     table = [ln for ln in md.splitlines() if ln.startswith("|")]
     cells = [len(re.split(r"(?<!\\)\|", ln)) for ln in table]
     assert len(set(cells)) == 1 and r"a\|b (ref.)" in md
+
+
+def test_family_groups_registered_names_and_keeps_a_user_reference_whole():
+    from lfubench.reports.aggregate import family
+    assert family("unet_zhou2018") == "unet"
+    assert family("lfunet") == "lfunet"
+    assert family("my_net:build") == "my_net:build"
