@@ -258,9 +258,12 @@ def test_torch_pruning_halves_the_channels_or_refuses_in_one_line(name):
     assert report.params_after < 0.6 * report.params_before
     assert 0.3 < report.channel_ratio <= 0.5
     assert pruned.config is None and pruned.model_name == name and not pruned.training
-    x = torch.randn(1, model.in_channels, side, side)
+    x = torch.randn(2, model.in_channels, side, side)
     with torch.no_grad():
         assert pruned(x).shape == model(x).shape
+    pruned.train()
+    pruned(x).square().mean().backward()  # it trains: every kept parameter gets a gradient
+    assert all(p.grad is not None for n, p in pruned.named_parameters() if "seg_layers" not in n)
     assert count_params(model) == count_params(models.create_model(name, **kwargs))  # the original untouched
 
 
