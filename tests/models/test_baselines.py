@@ -5,7 +5,6 @@ is refused in one line. Tests of a library that cannot be imported here are skip
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import pytest
@@ -17,38 +16,7 @@ from lfubench.bench.complexity import count_params, fvcore_macs
 from lfubench.models._outside import require
 from lfubench.models.nnunet import pool_count
 
-
-def _importable(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-        return True
-    except Exception:  # noqa: BLE001  (missing, or a broken install)
-        return False
-
-
-LIBRARY = {"nnunet": "dynamic_network_architectures", "monai": "monai",
-           "smp": "segmentation_models_pytorch"}
-
-
-def needs(name: str):
-    """Skip unless the library of baseline ``name`` (by its prefix) imports here."""
-    module = LIBRARY[name.split("_")[0]]
-    return pytest.mark.skipif(not _importable(module), reason=f"{module} is not importable here")
-
-
-BASELINES = [n for n in models.list_models() if models.model_source(n) in models.OUTSIDE_SOURCES]
-
-# small configurations, quick to train and prune; each name's input side
-SMALL = {
-    "nnunet_plainunet": ({"base_width": 8, "input_size": 64}, 64),
-    "nnunet_resenc": ({"base_width": 8, "input_size": 64}, 64),
-    "monai_basicunet": ({"base_width": 8}, 32),
-    "monai_attentionunet": ({"base_width": 8}, 32),
-    "monai_segresnet": ({"base_width": 8}, 32),
-    "monai_dynunet": ({"base_width": 8, "input_size": 64}, 64),
-    "smp_unet": ({"base_width": 4, "encoder": "resnet18"}, 64),
-    "smp_unetplusplus": ({"base_width": 4, "encoder": "mobilenet_v2"}, 64),
-}
+from .outside_helpers import BASELINES, SMALL, importable, needs
 
 
 def _nnunet_common(stages: int, features) -> dict:
@@ -238,7 +206,7 @@ def test_missing_library_names_the_extra(tmp_path, monkeypatch):
 #: the residual blocks' channels), refused in one line
 REFUSED = {"nnunet_resenc"}
 
-needs_tp = pytest.mark.skipif(not _importable("torch_pruning"), reason="torch_pruning is not importable here")
+needs_tp = pytest.mark.skipif(not importable("torch_pruning"), reason="torch_pruning is not importable here")
 
 
 @needs_tp

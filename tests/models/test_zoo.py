@@ -9,7 +9,7 @@ from lfubench import models
 from lfubench.bench.complexity import count_params, fvcore_macs
 from lfubench.models.blocks import building, level_nodes
 
-from .test_baselines import SMALL, needs  # the outside baselines: small configurations, library skips
+from .outside_helpers import SMALL, needs  # the outside baselines: small configurations, library skips
 
 NAMES = models.list_models()
 #: the outside baselines (extra baselines): skipped where their library does not import
