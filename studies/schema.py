@@ -146,7 +146,8 @@ class DatasetSpec:
 class ModelSpec:
     """One model of a plan; keys other than these fields are constructor arguments."""
 
-    name: str = field(metadata={"doc": "a registered model or preset (lfubench zoo), or a user's package.module:callable"})
+    name: str = field(metadata={
+        "doc": "a registered model or preset (lfubench zoo), or a user's package.module:callable"})
     label: str | None = field(default=None, metadata={
         "doc": "its name in tables; default from the name and arguments"})
     levels: list[int] = field(default_factory=list, metadata={
