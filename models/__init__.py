@@ -20,6 +20,7 @@ from ._registry import (
     model_arguments,
     model_source,
     register_model,
+    sized_arguments,
 )
 from .blocks import SegmentationNet
 from .errors import ModelConfigError, UnknownModelError, UserModelError
@@ -40,5 +41,6 @@ __all__ = [
     "model_source",
     "prune_channels",
     "register_model",
+    "sized_arguments",
     "zero_removed",
 ]

@@ -160,6 +160,17 @@ def model_arguments(name: str) -> tuple[str, ...] | None:
     return tuple(p.name for p in sig.parameters.values() if p.kind in _NAMED)
 
 
+def sized_arguments(name: str, size: int) -> dict:
+    """``{"input_size": size}`` for a model whose network is planned for its input size (nnU-Net's
+    stages, MONAI DynUNet's strides), else ``{}``: what a plan, ``zoo`` and ``profile`` add to the
+    model's arguments for an input of ``size`` x ``size`` unless the entry gives its own."""
+    try:
+        accepted = model_arguments(name)
+    except ModelConfigError:  # an unknown name or a bad reference: building it says why
+        return {}
+    return {"input_size": size} if accepted is not None and "input_size" in accepted else {}
+
+
 def argument_default(name: str, key: str):
     """The default of the constructor argument ``key`` of the model ``name`` (for a registered
     constructor that passes ``**kwargs`` on, its model class's); ``None`` where there is none."""

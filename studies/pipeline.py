@@ -133,7 +133,7 @@ def dataset_cache(spec: DatasetSpec, run_dir: Path):
 def build_model(spec: ModelSpec, dataset: DatasetSpec, in_channels: int, **extra) -> torch.nn.Module:
     num_classes = get_dataset(dataset.dataset).num_classes
     return models.create_model(spec.name, in_channels=in_channels, num_classes=num_classes,
-                               **{**spec.kwargs, **extra})
+                               **{**models.sized_arguments(spec.name, dataset.size), **spec.kwargs, **extra})
 
 
 def finetune_config(config: TrainConfig, spec: ModelSpec) -> TrainConfig:

@@ -202,7 +202,7 @@ def check_model(spec: ModelSpec, datasets: list[DatasetSpec], cache: dict | None
             return f"key {key!r} is not a plan setting here: {MODEL_SET[key]}"
     for dataset in {d.dataset: d for d in datasets}.values():
         io = _in_out(dataset)
-        kwargs = {**io, **spec.kwargs}
+        kwargs = {**io, **models.sized_arguments(spec.name, dataset.size), **spec.kwargs}
         key = repr((spec.name, sorted(kwargs.items())))
         if key not in cache:
             cache[key] = _build(spec.name, kwargs, user)

@@ -177,6 +177,7 @@ def build_all(targets: list[tuple[str, dict]], attrs: dict, shape: tuple[int, in
     for name, kwargs in targets:
         user = is_user_model(name)
         given = {"in_channels": shape[0], **kwargs} if user and not own_channels else kwargs
+        given = {**models.sized_arguments(name, shape[1]), **given}
         try:
             model = build(name, given, attrs)
             ishape = fit_input(model, shape, own_channels)

@@ -42,15 +42,25 @@ def zoo_rows(input_shape: tuple[int, int, int], pattern: str = "*") -> list[dict
     rows = []
     torch.manual_seed(0)
     for name in [pattern] if models.is_reference(pattern) else models.list_models(pattern):
-        model = models.create_model(name)
-        shape = fit_input(model, input_shape, own_channels=True)
+        source = models.model_source(name)
+        try:
+            model = models.create_model(name, **models.sized_arguments(name, input_shape[1]))
+            shape = fit_input(model, input_shape, own_channels=True)
+        except (models.ModelConfigError, LfubenchError) as err:
+            if source not in models.OUTSIDE_SOURCES:
+                raise
+            # an outside baseline whose library is missing, or that does not take this input size
+            rows.append({"model": name, "source": source, "in_channels": None, "num_classes": None,
+                         "params": None, "gmacs": None, "note": f"not built here: {err}"})
+            continue
         rows.append({
             "model": name,
-            "source": models.model_source(name),
+            "source": source,
             "in_channels": model.in_channels,
             "num_classes": model.num_classes,
             "params": count_params(model),
             "gmacs": round(fvcore_macs(model, shape) / 1e9, 4),
+            "note": "",
         })
     return rows
 

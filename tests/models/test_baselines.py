@@ -249,3 +249,27 @@ def test_torch_pruning_checks_arguments_and_bn_importance():
     assert _layout(a) == _layout(b)
     g = models.prune_channels(model, 0.5, scope="global")
     assert g.prune_report.scope == "global" and count_params(g) < count_params(model)
+
+
+def test_a_model_planned_for_its_input_size_is_given_the_size_it_will_meet():
+    assert models.sized_arguments("nnunet_resenc", 64) == {"input_size": 64}
+    assert models.sized_arguments("monai_dynunet", 128) == {"input_size": 128}
+    assert models.sized_arguments("unet", 64) == {}
+    assert models.sized_arguments("no_such_model", 64) == {}  # building it says why
+
+
+@needs("nnunet_plainunet")
+def test_a_plan_builds_an_nnunet_baseline_for_its_dataset_size(tmp_path):
+    from lfubench.studies.pipeline import build_model
+    from lfubench.studies.plan import check_model, load_plan
+
+    plan_file = tmp_path / "p.toml"
+    plan_file.write_text('name = "p"\n[train]\nsteps = 1\n[[datasets]]\nname = "lits"\n'
+                         'kind = "phantom-lits"\ncases = 4\nshape = [32, 32, 8]\nsize = 32\n'
+                         '[[models]]\nname = "nnunet_plainunet"\nbase_width = 4\n')
+    plan = load_plan(plan_file)  # at the default input_size (256) a 32x32 input would be refused
+    spec, dataset = plan.models[0], plan.datasets[0]
+    assert check_model(spec, plan.datasets) is None
+    model = build_model(spec, dataset, in_channels=3)
+    assert model.config["input_size"] == 32
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
