@@ -51,6 +51,7 @@ from lfubench.bench.errors import LfubenchError
 from lfubench.bench.runtimes import RuntimeUnavailable, check_runtimes
 from lfubench.bench.train import TrainConfig
 from lfubench.models._registry import is_user_model
+from lfubench.models.pruning import described
 
 from .schema import (
     MODEL_SET,
@@ -237,6 +238,10 @@ def check_model(spec: ModelSpec, datasets: list[DatasetSpec], cache: dict | None
                     cache[key, pruning] = str(err)
             if cache[key, pruning] is not None:
                 return cache[key, pruning]
+            if spec.prune_mode == "init" and not described(model):
+                return (f"prune_mode 'init' rebuilds the pruned widths from lfubench's channel description, "
+                        f"which {spec.name!r} has not (Torch-Pruning prunes it in place): use prune_mode "
+                        "'finetune'")
     return None
 
 

@@ -273,3 +273,19 @@ def test_a_plan_builds_an_nnunet_baseline_for_its_dataset_size(tmp_path):
     model = build_model(spec, dataset, in_channels=3)
     assert model.config["input_size"] == 32
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+
+
+@needs("monai_basicunet")
+def test_a_plan_refuses_init_mode_pruning_of_a_model_without_lfubench_channel_description(tmp_path):
+    from lfubench.studies.plan import check_model, load_plan
+
+    plan_file = tmp_path / "p.toml"
+    entry = '[[models]]\nname = "monai_basicunet"\nbase_width = 8\nprune_ratio = 0.5\n'
+    plan_file.write_text('name = "p"\n[train]\nsteps = 1\n[[datasets]]\nname = "lits"\n'
+                         'kind = "phantom-lits"\ncases = 4\nshape = [32, 32, 8]\nsize = 32\n'
+                         + entry + 'prune_mode = "init"\n' + entry)
+    with pytest.raises(Exception, match="prune_mode 'init' rebuilds .* 'monai_basicunet' has not"):
+        load_plan(plan_file)
+    plan_file.write_text(plan_file.read_text().replace('prune_mode = "init"\n' + entry, ""))
+    plan = load_plan(plan_file)
+    assert check_model(plan.models[0], plan.datasets) is None  # finetune mode prunes it in place
