@@ -223,6 +223,10 @@ PEAK_COLUMNS = [*ROW_KEYS, "runtime", "quantize", "gmacs", "latency_ms", "gmacs_
                 "arithmetic_intensity"]
 
 
+#: the share-of-peak figure's greatest height (inches): taller, it ran off the report's page
+PEAK_MAX_HEIGHT = 8.0
+
+
 def peak_frame(efficiency: pd.DataFrame) -> pd.DataFrame:
     """Per dataset x model row x runtime x quantization at the dataset's shown configuration
     (:func:`reports.pareto.shown_config`), ``ok`` rows with a share of peak only: GMACs per image,
@@ -256,7 +260,8 @@ def _peak_panels(part: pd.DataFrame, dataset: str):
     rows = rows.reset_index().sort_values("_g", ascending=False).reset_index(drop=True)
     names = list(dict.fromkeys(part["_series"]))
     colors = {n: f"C{k}" for k, n in enumerate(names)}
-    height = max(2.8, 1.2 + 0.22 * len(rows) * (len(names) + 1))
+    # one band of bars per model row, the whole at most a page's height (A4 with its caption)
+    height = min(PEAK_MAX_HEIGHT, max(2.8, 1.2 + 0.22 * len(rows) * (len(names) + 1)))
     fig, (left, right) = plt().subplots(1, 2, figsize=(7.4, height), gridspec_kw={"width_ratios": [1.25, 1]})
     bar = 0.8 / len(names)
     for j, name in enumerate(names):
@@ -286,8 +291,8 @@ def _peak_panels(part: pd.DataFrame, dataset: str):
     right.set_yscale("log")
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    for axis in (right.xaxis, right.yaxis):
-        axis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+    for axis, subs in ((right.xaxis, (1, 3)), (right.yaxis, (1, 2, 5))):  # x: labels a narrow panel fits
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_minor_formatter(NullFormatter())
     right.margins(x=0.15, y=0.15)
