@@ -289,3 +289,26 @@ def test_a_plan_refuses_init_mode_pruning_of_a_model_without_lfubench_channel_de
     plan_file.write_text(plan_file.read_text().replace('prune_mode = "init"\n' + entry, ""))
     plan = load_plan(plan_file)
     assert check_model(plan.models[0], plan.datasets) is None  # finetune mode prunes it in place
+
+
+@needs("smp_unet")
+@needs("nnunet_resenc")
+@needs("monai_basicunet")
+def test_the_shipped_baselines_plan_loads_on_data_in_the_real_layouts(tmp_path):
+    from lfubench.bench.data import write_phantom
+    from lfubench.studies.plan import load_plan
+    from lfubench.studies.shipped import locate
+
+    roots = {name: tmp_path / name for name in ("lits", "brats")}
+    write_phantom("lits", roots["lits"], cases=3, shape=(64, 64, 8), seed=0)
+    write_phantom("brats", roots["brats"], cases=3, shape=(64, 64, 16), seed=0)
+    path, shipped = locate("baselines", "plan")
+    plan = load_plan(path, overrides=[f"datasets.{n}.root={r}" for n, r in roots.items()])
+    assert shipped and len(plan.items()) == 7 * 2
+    assert plan.tune.lr == [0.001, 0.003, 0.01]
+    by_label = {m.label: m for m in plan.models}
+    assert {models.model_source(m.name) for m in plan.models} == {"lfubench", "nnU-Net", "MONAI", "smp"}
+    # the iso-cost entries are the widths benchmarks/baselines.py finds closest to LFU-Net w8
+    lfunet = count_params(models.create_model("lfunet", base_width=8))
+    iso = count_params(models.create_model("monai_basicunet", **by_label["MONAI BasicUNet w5"].kwargs))
+    assert abs(iso - lfunet) / lfunet < 0.05
