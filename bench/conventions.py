@@ -133,5 +133,5 @@ def tuning(search: dict[str, list], trial_budget: str, kept: bool) -> str:
             f"each trial {trial_budget} from the item's same initial weights, the other training settings "
             "unchanged; the values chosen are those of the trial with the best validation Dice (pooled Dice "
             "over the validation cases of the first cross-validation fold of the non-test cases, at the "
-            f"trial's best validation), never a test case; ties go to the first in grid order; {delivered}; "
-            "a trial whose loss diverged loses")
+            "trial's best validation), never a test case; a tie goes to the lower last training loss, then "
+            f"to the first in grid order; {delivered}; a trial whose loss diverged loses")

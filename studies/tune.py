@@ -11,8 +11,9 @@ Protocol (its sentence: :func:`bench.conventions.tuning`, stored with every tune
   is ``[train]``'s;
 - a trial scores its best validation Dice (:func:`bench.train.validation_dice` on the
   validation slices of the item's split: the first cross-validation fold of the non-test
-  cases); the test cases are never given to a trial. The best score wins, ties to the first
-  in grid order; a trial whose loss diverges (:class:`bench.train.TrainingDiverged`) loses;
+  cases); the test cases are never given to a trial. The best score wins; a tie (early in
+  training every trial may score 0) goes to the lower last training loss, then to the first in
+  grid order; a trial whose loss diverges (:class:`bench.train.TrainingDiverged`) loses;
 - the delivered model: with the default budget (or ``[tune].steps`` equal to ``[train].steps``)
   the winning trial is kept (its run was the training run the item would have made with those
   values); otherwise the item's model is trained afresh with the chosen values at the
@@ -20,8 +21,8 @@ Protocol (its sentence: :func:`bench.conventions.tuning`, stored with every tune
 
 Each item records what its tuning chose and spent (:attr:`Tuned.record`, the item record's
 ``tuning``): ``tuned_lr``, ``tuned_batch_size``, ``tuned_weight_decay`` (those searched),
-``trials`` (per trial: its values, ``val_dice``, ``best_epoch``, ``steps``, ``seconds``,
-``diverged``), ``steps`` and ``seconds`` in all (every trial, a kept winner included), the
+``trials`` (per trial: its values, ``val_dice``, ``best_epoch``, ``last_loss``, ``steps``,
+``seconds``, ``diverged``), ``steps`` and ``seconds`` in all (every trial, a kept winner included), the
 search, the trial budget, ``kept`` and the protocol sentence. Trial checkpoints lie in the item
 folder under ``tune/trial-K/``.
 """
@@ -32,6 +33,7 @@ import copy
 import dataclasses
 import itertools
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -95,6 +97,17 @@ def _values_text(values: dict) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in values.items())
 
 
+def last_loss(result: TrainResult) -> float:
+    """The mean training loss of the trial's last logged epoch (``inf`` if none was logged)."""
+    losses = [h["loss"] for h in result.history if h.get("loss") is not None]
+    return float(losses[-1]) if losses else math.inf
+
+
+def rank(result: TrainResult) -> tuple[float, float]:
+    """A trial's rank, higher better: its best validation Dice, then the lower last training loss."""
+    return (result.best_score, -last_loss(result))
+
+
 def train_tuned(model: nn.Module, train_set: Dataset, val_set: Dataset | None, num_classes: int,
                 config: TrainConfig, spec: TuneSpec | None, out_dir: str | Path, *, item: str = "",
                 train_budget: str = "", on_validation: Callable[[int, float], None] | None = None) -> Tuned:
@@ -125,8 +138,9 @@ def train_tuned(model: nn.Module, train_set: Dataset, val_set: Dataset | None, n
                            "seconds": time.perf_counter() - t0, "diverged": str(err)})
             continue
         trials.append({**values, "val_dice": res.best_score, "best_epoch": res.best_epoch,
-                       "steps": res.steps_run, "seconds": res.seconds, "diverged": None})
-        if best is None or res.best_score > best[0]:
+                       "last_loss": last_loss(res), "steps": res.steps_run, "seconds": res.seconds,
+                       "diverged": None})
+        if best is None or rank(res) > rank(best[3]):
             best = (res.best_score, k, net, res, cfg)
         del net
     if best is None:

@@ -106,10 +106,13 @@ def test_tune_section_must_be_a_table(tmp_path):
 
 class FakeTrain:
     """A stand-in for :func:`bench.train.train`: a trial's best validation Dice is ``scores[lr]``
-    (an lr in ``diverges`` raises :class:`TrainingDiverged` at step 3); records each call."""
+    (an lr in ``diverges`` raises :class:`TrainingDiverged` at step 3), its last training loss
+    ``losses[lr]`` (default 1.0); records each call."""
 
-    def __init__(self, scores: dict[float, float], diverges=()) -> None:
+    def __init__(self, scores: dict[float, float], diverges=(),
+                 losses: dict[float, float] | None = None) -> None:
         self.scores, self.diverges, self.calls = scores, set(diverges), []
+        self.losses = losses or {}
 
     def __call__(self, model, train_set, val_set, num_classes, config, out_dir, *, on_validation=None):
         self.calls.append((config, Path(out_dir), on_validation))
@@ -119,8 +122,9 @@ class FakeTrain:
         ckpt = Path(out_dir) / "best.pt"
         torch.save(model.state_dict(), ckpt)
         steps = config.steps or config.epochs * 10
+        history = [{"epoch": 1, "step": steps, "loss": self.losses.get(config.lr, 1.0)}]
         return TrainResult(best_score=self.scores[config.lr], best_epoch=1, epochs_run=1, steps_run=steps,
-                           seconds=0.5, checkpoint=str(ckpt))
+                           seconds=0.5, checkpoint=str(ckpt), history=history)
 
 
 def _tuned(monkeypatch, tmp_path, fake, spec, config=None, on_validation=None):
@@ -128,6 +132,21 @@ def _tuned(monkeypatch, tmp_path, fake, spec, config=None, on_validation=None):
     config = config or TrainConfig(steps=8, lr=0.5)
     return tune_module.train_tuned(torch.nn.Linear(2, 2), [0], [0], 2, config, spec, tmp_path, item="m|d|s0",
                                    train_budget="8 steps, batch 16", on_validation=on_validation)
+
+
+def test_a_tie_in_validation_dice_goes_to_the_lower_last_training_loss_then_to_the_grid_order(
+        monkeypatch, tmp_path):
+    spec = TuneSpec(lr=[1e-3, 1e-2, 1e-1], steps=3)
+    fake = FakeTrain({1e-3: 0.0, 1e-2: 0.0, 1e-1: 0.0}, losses={1e-3: 0.9, 1e-2: 0.4, 1e-1: 0.6})
+    tuned = _tuned(monkeypatch, tmp_path / "losses", fake, spec)
+    assert tuned.record["tuned_lr"] == 1e-2 and tuned.record["trial"] == 1
+    assert [t["last_loss"] for t in tuned.record["trials"]] == [0.9, 0.4, 0.6]
+    # a better validation Dice still wins over a lower loss
+    fake = FakeTrain({1e-3: 0.3, 1e-2: 0.2, 1e-1: 0.0}, losses={1e-3: 0.9, 1e-2: 0.4, 1e-1: 0.1})
+    assert _tuned(monkeypatch, tmp_path / "dice", fake, spec).record["tuned_lr"] == 1e-3
+    # equal on both: the first in the grid
+    fake = FakeTrain({1e-3: 0.0, 1e-2: 0.0, 1e-1: 0.0})
+    assert _tuned(monkeypatch, tmp_path / "grid", fake, spec).record["tuned_lr"] == 1e-3
 
 
 def test_retrains_with_the_winner_at_the_training_budget(monkeypatch, tmp_path):
