@@ -58,7 +58,8 @@ def test_zoo_shows_an_entry_point_model_as_the_user_s(capsys, tmp_path, monkeypa
     assert main(["zoo", "--pattern", "*tiny", "--input", "3x32x32", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert rows == [{"model": "fake_tiny", "source": "user", "in_channels": 3, "num_classes": 3,
-                     "params": count_params(models.create_model("fake_tiny")), "gmacs": rows[0]["gmacs"]}]
+                     "params": count_params(models.create_model("fake_tiny")), "gmacs": rows[0]["gmacs"],
+                     "note": ""}]
     assert main(["zoo", "--pattern", "lfunet*", "--input", "3x32x32", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("model,"))

@@ -11,6 +11,7 @@ import pytest
 
 from lfubench.cli import main
 from lfubench.studies.engine import EngineConfig
+from lfubench.studies.space import families
 from tests.studies.helpers import fake_record, write_study
 
 
@@ -129,7 +130,7 @@ def test_set_a_per_family_search_setting_on_the_command_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         "lfubench sweep: error: 1 problem(s) in --set:",
         "  --set 'search.unte.base_width=3': 'unte' is not a model family (did you mean 'unet'?); families: "
-        "lfunet, unet, unet3p, unetpp"]
+        + ", ".join(families())]
     # a valid one passes validation (and show then finds no storage)
     assert main(["sweep", "show", str(path), "--out", out, "--set", "search.unet.base_width=[2,3]"]) == 2
     assert "no sweep storage at" in capsys.readouterr().err

@@ -145,6 +145,6 @@ def test_an_entry_point_model_is_listed_built_and_shown_in_the_zoo(tmp_path, mon
     (row,) = zoo_rows((3, 32, 32), "fake_tiny")
     built = models.create_model("fake_tiny")
     assert row == {"model": "fake_tiny", "source": "user", "in_channels": 3, "num_classes": 3,
-                   "params": count_params(built), "gmacs": row["gmacs"]}
+                   "params": count_params(built), "gmacs": row["gmacs"], "note": ""}
     assert row["gmacs"] > 0
     assert zoo_rows((3, 32, 32), "lfunet_deng2023")[0]["source"] == "authors' preset"

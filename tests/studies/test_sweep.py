@@ -23,6 +23,7 @@ from lfubench.bench.complexity import count_params
 from lfubench.bench.errors import LfubenchError
 from lfubench.studies.engine import EngineConfig
 from lfubench.studies.schema import PlanError
+from lfubench.studies.space import families
 
 from .helpers import ROOT, STUDY, complete_by_slot, fake_record, start_sweep_worker, write_study
 
@@ -106,7 +107,7 @@ def test_every_problem_of_a_study_file_is_one_line_naming_file_and_key(tmp_path)
         "lits, lits2",
         f"{where}: [search] prune_ratio: 0.95 is above 0.9",
         f"{where}: [search] family: 'unte' is not a model family a sweep can size (did you mean 'unet'?); "
-        "families: lfunet, unet, unet3p, unetpp",
+        f"families: {', '.join(families())}",
         f"{where}: [objectives] maximize: 'hd95:liver' is to be minimized (list it under minimize)",
         f"{where}: [objectives] maximize: 'dice:kidney': region 'kidney' is not one of the dataset's regions "
         "(liver, tumor) or 'mean'",
@@ -289,7 +290,7 @@ def test_set_a_per_family_search_setting_is_validated_like_the_file(tmp_path):
         "search.KEY, objectives.KEY, sampler.KEY, pruner.KEY, datasets.NAME.KEY, models.LABEL.KEY or a "
         "top-level key)",
         "--set 'search.unte.base_width=2': 'unte' is not a model family (did you mean 'unet'?); families: "
-        "lfunet, unet, unet3p, unetpp",
+        + ", ".join(families()),
         "--set 'search.base_width.low=2': use search.KEY=VALUE or search.FAMILY.KEY=VALUE (a setting of one "
         "family, as in a [search.FAMILY] table)"]
 
@@ -635,3 +636,9 @@ def test_killed_worker_loses_only_its_trial_which_is_retried_with_its_parameters
     third = start_sweep_worker(str(study), storage, log, 0.05)
     assert third.communicate(timeout=60)[0].strip() == "{'complete': 0, 'failed': 0, 'pruned': 0}"
 
+
+
+def test_the_families_a_sweep_can_size_are_the_models_with_a_width_but_no_presets():
+    names = set(families())
+    assert {"lfunet", "unet", "unet3p", "unetpp", "monai_basicunet", "nnunet_resenc", "smp_unet"} <= names
+    assert not {"lfunet_deng2023", "unet_zhou2018", "unetpp_zhou2018", "unet3p_huang2020"} & names
